@@ -1,0 +1,224 @@
+"""The store format, schema version 1: array names, chunking, flow encoding, metadata parsing.
+
+A store is a zarr v3 group (a directory, e.g. ``viper_train.zarr``)::
+
+    zarr.json                       group; our attributes live under the key "vda"
+    frames/          (N, F, H, W, 3) uint8   RGB, one chunk per sample and frame offset
+    labels/          (N, L, H, W)    uint8   Cityscapes trainIds, 255 = ignore
+    class_counts/    (N, C)          int64   pixels of each class in the label of t (native resolution)
+    flows/<pair>/    (N, H, W, 2)    int16   fixed point, 1/32 px; (u, v) = (x, y)
+    flow_valid/<pair>/ (N, H, W)     bool    where the stored flow may be trusted
+    _checksums/<part>/ (N, K, 2)     uint64  (nbytes, crc32c) of the K chunk files a sample owns
+
+Every array is chunked one sample at a time along axis 0 and whole along the
+spatial axes, so a sample's data lives in files that no other sample touches:
+disjoint samples can be written by different processes, and an uncompressed
+chunk file is exactly the C-order bytes of one frame, which `np.memmap` maps.
+
+A *part* is the unit of completion: ``base`` (frames, labels, class counts,
+written at ingest) and one ``flow_<pair>`` part per flow pair (written by the
+flow stage). A sample's part is complete when its checksum chunk exists; that
+chunk is written last, so it is the completion record.
+
+This module reads ``zarr.json`` files with the json module, not zarr-python,
+so that inspecting a store and opening a reader stay fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flowprep.errors import StoreError
+
+SCHEMA = "vda-store"
+SCHEMA_VERSION = 1
+ATTRS_KEY = "vda"
+
+FRAMES = "frames"
+LABELS = "labels"
+CLASS_COUNTS = "class_counts"
+BASE_PART = "base"
+CHECKSUMS = "_checksums"
+IGNORE_LABEL = 255
+
+# Fixed-point flow: int16 at 1/32 px gives a quantisation error of at most 1/64 px
+# and a range of [-1024, +1023.97] px. Values beyond saturate and are marked invalid.
+FLOW_SCALE = 32
+FLOW_DTYPE = np.dtype("<i2")
+FLOW_MAX_PX = np.iinfo(np.int16).max / FLOW_SCALE
+
+# Codecs that zarr-python decodes; arrays using them are read through zarr-python.
+# Only a lone `bytes` codec (little-endian) is mapped zero-copy.
+KNOWN_CODECS = {"bytes", "zstd", "gzip", "blosc", "crc32c", "transpose", "sharding_indexed"}
+
+
+def flow_path(pair: str) -> str:
+    return f"flows/{pair}"
+
+
+def valid_path(pair: str) -> str:
+    return f"flow_valid/{pair}"
+
+
+def flow_part(pair: str) -> str:
+    return f"flow_{pair}"
+
+
+def part_arrays(part: str) -> list[str]:
+    """Array paths whose chunks a part owns, in checksum order."""
+    if part == BASE_PART:
+        return [FRAMES, LABELS, CLASS_COUNTS]
+    if part.startswith("flow_"):
+        pair = part[len("flow_"):]
+        return [flow_path(pair), valid_path(pair)]
+    raise StoreError(f"unknown store part {part!r}")
+
+
+def pair_name(src_offset: int, dst_offset: int) -> str:
+    """Name of the flow from frame offset `src_offset` to `dst_offset`, stored at `src_offset`.
+
+    ``pair_name(0, -1) == "bwd_1"`` (t -> t-1), ``pair_name(0, 2) == "fwd_2"``,
+    ``pair_name(-1, -2) == "bwd_1_at_m1"`` (ACCEL's t-1 -> t-2, stored at t-1).
+    """
+    k = dst_offset - src_offset
+    if k == 0:
+        raise StoreError(f"a flow pair needs two different frames, got {src_offset} -> {dst_offset}")
+    name = f"{'bwd' if k < 0 else 'fwd'}_{abs(k)}"
+    if src_offset != 0:
+        name += f"_at_{'m' if src_offset < 0 else 'p'}{abs(src_offset)}"
+    return name
+
+
+def encode_flow(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantise flow in pixels (..., 2) float to int16 at 1/32 px.
+
+    Returns (encoded int16 array, representable mask): NaN/inf and vectors beyond
+    +-1023.97 px are not representable; they are stored saturated (NaN as 0) and
+    the caller must mark them invalid.
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    finite = np.isfinite(flow).all(axis=-1)
+    scaled = np.rint(np.nan_to_num(flow, nan=0.0, posinf=0.0, neginf=0.0) * FLOW_SCALE)
+    in_range = (np.abs(scaled) <= np.iinfo(np.int16).max).all(axis=-1)
+    encoded = np.clip(scaled, np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(FLOW_DTYPE)
+    return encoded, finite & in_range
+
+
+def decode_flow(encoded: np.ndarray) -> np.ndarray:
+    """int16 fixed point (..., 2) -> float32 pixels."""
+    return encoded.astype(np.float32) * np.float32(1.0 / FLOW_SCALE)
+
+
+@dataclass(frozen=True)
+class ArrayMeta:
+    """What a reader needs of one array's zarr.json."""
+
+    path: str  # relative to the store root, '/'-separated
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: np.dtype
+    codecs: tuple[str, ...]
+    fill_value: object
+    separator: str
+
+    @property
+    def mappable(self) -> bool:
+        """True when chunk files hold raw little-endian C-order bytes (zero-copy readable)."""
+        return self.codecs == ("bytes",) and self.dtype.byteorder in ("<", "|", "=")
+
+    @property
+    def chunk_nbytes(self) -> int:
+        return math.prod(self.chunks) * self.dtype.itemsize
+
+    def chunk_key(self, coords: tuple[int, ...]) -> str:
+        return f"{self.path}/c{self.separator}" + self.separator.join(str(c) for c in coords)
+
+    def sample_chunk_keys(self, index: int) -> list[str]:
+        """The chunk files of sample `index` (chunks are one sample thick along axis 0)."""
+        grid = [range(math.ceil(s / c)) for s, c in zip(self.shape[1:], self.chunks[1:])]
+        return [self.chunk_key((index, *rest)) for rest in itertools.product(*grid)]
+
+
+_DTYPES = {
+    "bool": "|b1", "uint8": "|u1", "int8": "|i1", "uint16": "u2", "int16": "i2",
+    "uint32": "u4", "int32": "i4", "uint64": "u8", "int64": "i8", "float16": "f2",
+    "float32": "f4", "float64": "f8",
+}
+
+
+def read_json(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise StoreError(f"{path}: not valid JSON ({e})") from None
+
+
+def read_array_meta(root: Path, path: str) -> ArrayMeta:
+    """Parse and validate ``root/path/zarr.json``; unknown codecs or dtypes are errors."""
+    meta_file = root / path / "zarr.json"
+    meta = read_json(meta_file)
+    if meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+        raise StoreError(f"{meta_file}: not a zarr v3 array")
+    dtype_name = meta.get("data_type")
+    if dtype_name not in _DTYPES:
+        raise StoreError(f"{meta_file}: data type {dtype_name!r} is not supported")
+    grid = meta.get("chunk_grid", {})
+    if grid.get("name") != "regular":
+        raise StoreError(f"{meta_file}: chunk grid {grid.get('name')!r} is not supported (need 'regular')")
+    cke = meta.get("chunk_key_encoding", {})
+    if cke.get("name") != "default":
+        raise StoreError(f"{meta_file}: chunk key encoding {cke.get('name')!r} is not supported")
+    codecs, endian = [], "little"
+    for codec in meta.get("codecs", []):
+        name = codec.get("name")
+        if name not in KNOWN_CODECS:
+            raise StoreError(f"{meta_file}: codec {name!r} is unknown to this reader (known: {sorted(KNOWN_CODECS)})")
+        if name == "bytes":
+            endian = codec.get("configuration", {}).get("endian", "little")
+        codecs.append(name)
+    dtype = np.dtype(_DTYPES[dtype_name])
+    if dtype.itemsize > 1:
+        dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    return ArrayMeta(
+        path=path,
+        shape=tuple(meta["shape"]),
+        chunks=tuple(grid["configuration"]["chunk_shape"]),
+        dtype=dtype,
+        codecs=tuple(codecs),
+        fill_value=meta.get("fill_value"),
+        separator=cke.get("configuration", {}).get("separator", "/"),
+    )
+
+
+def read_store_attrs(root: Path) -> dict:
+    """Read and validate the group attributes of the store at `root`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{root}: no store here (not a directory)")
+    meta_file = root / "zarr.json"
+    meta = read_json(meta_file)
+    if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
+        raise StoreError(f"{meta_file}: not a zarr v3 group")
+    attrs = meta.get("attributes", {}).get(ATTRS_KEY)
+    if not isinstance(attrs, dict) or attrs.get("schema") != SCHEMA:
+        raise StoreError(f"{meta_file}: not a {SCHEMA} store (no '{ATTRS_KEY}' attributes)")
+    version = attrs.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{meta_file}: store schema version {version!r} is not supported by this flowprep "
+            f"(supports {SCHEMA_VERSION}); rebuild the store or use a matching flowprep version"
+        )
+    return attrs
+
+
+def store_parts(attrs: dict) -> list[str]:
+    return [BASE_PART] + [flow_part(p) for p in attrs.get("flows", {})]

@@ -1,0 +1,184 @@
+"""Zero-copy reader: windows of frames, labels and flows straight from memory-mapped chunk files.
+
+An uncompressed chunk file holds exactly the C-order bytes of one frame (or
+label, or flow), so a window ``[y0:y1, x0:x1]`` is a strided view of an
+`np.memmap`; the kernel pages in only the rows it touches. Compressed stores
+(archival) are read through zarr-python instead, transparently.
+
+Process safety: a pickled reader carries only its path. Maps are opened lazily
+in the process that uses them and dropped after a fork, so DataLoader workers
+with fork, spawn or forkserver each hold their own. Maps are kept in a bounded
+LRU because every map holds a file descriptor.
+
+Read-only: windows are views of read-only maps (``writeable=False``); writing
+to them raises. Copy before handing data to code that writes in place
+(``torch.from_numpy`` on a read-only array would allow writes that crash).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from flowprep.errors import StoreError
+from flowprep.store import layout as L
+
+Window = tuple[int, int, int, int]  # (y0, y1, x0, x1), pixels, half-open
+
+
+class StoreReader:
+    def __init__(self, path, *, max_open: int = 256):
+        self.root = Path(path)
+        self.max_open = max_open
+        self.attrs = L.read_store_attrs(self.root)
+        self._metas: dict[str, L.ArrayMeta] = {}
+        for part in L.store_parts(self.attrs):
+            for p in [*L.part_arrays(part), f"{L.CHECKSUMS}/{part}"]:
+                self._metas[p] = L.read_array_meta(self.root, p)
+        self._complete = {part: self._scan_complete(part) for part in L.store_parts(self.attrs)}
+        self._reset_process_state()
+
+    # -- pickling: carry the path only ---------------------------------------------------------
+    def __getstate__(self):
+        return {"path": str(self.root), "max_open": self.max_open}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], max_open=state["max_open"])
+
+    def _reset_process_state(self):
+        self._pid = os.getpid()
+        self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._zarr_arrays: dict = {}
+
+    # -- store facts ---------------------------------------------------------------------------
+    @property
+    def sample_ids(self) -> list[str]:
+        return self.attrs["sample_ids"]
+
+    @property
+    def frame_offsets(self) -> list[int]:
+        return self.attrs["frame_offsets"]
+
+    @property
+    def label_offsets(self) -> list[int]:
+        return self.attrs["label_offsets"]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.attrs["classes"]
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        h, w = self.attrs["resolution"]
+        return h, w
+
+    @property
+    def flow_pairs(self) -> dict[str, dict]:
+        return self.attrs["flows"]
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def _scan_complete(self, part: str) -> np.ndarray:
+        meta = self._metas[f"{L.CHECKSUMS}/{part}"]
+        return np.array([(self.root / meta.sample_chunk_keys(i)[0]).exists() for i in range(len(self))], dtype=bool)
+
+    def complete(self, part: str = L.BASE_PART) -> np.ndarray:
+        """(N,) bool: which samples have `part` fully written (snapshot taken when the reader opened)."""
+        if part not in self._complete:
+            raise StoreError(f"{self.root}: no part {part!r} (have {sorted(self._complete)})")
+        return self._complete[part]
+
+    # -- public reads --------------------------------------------------------------------------
+    def frame(self, index: int, offset: int = 0, window: Window | None = None) -> np.ndarray:
+        """(h, w, 3) uint8 RGB of frame t+offset of sample `index`; a read-only view when mapped."""
+        return self._read(L.FRAMES, L.BASE_PART, index, (self._slot(self.frame_offsets, offset, "frame"),), window)
+
+    def label(self, index: int, offset: int = 0, window: Window | None = None) -> np.ndarray:
+        """(h, w) uint8 trainIds (255 = ignore) of frame t+offset."""
+        return self._read(L.LABELS, L.BASE_PART, index, (self._slot(self.label_offsets, offset, "label"),), window)
+
+    def flow(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
+        """(h, w, 2) float32 flow in pixels (u = x, v = y) of `pair`, decoded from fixed point (a new array)."""
+        self._check_pair(pair)
+        return L.decode_flow(self._read(L.flow_path(pair), L.flow_part(pair), index, (), window))
+
+    def flow_raw(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
+        """(h, w, 2) int16 stored flow (1/32 px units), a read-only view when mapped."""
+        self._check_pair(pair)
+        return self._read(L.flow_path(pair), L.flow_part(pair), index, (), window)
+
+    def flow_valid(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
+        """(h, w) bool validity of `pair`'s flow."""
+        self._check_pair(pair)
+        return self._read(L.valid_path(pair), L.flow_part(pair), index, (), window)
+
+    def class_counts(self, index: int) -> np.ndarray:
+        """(C,) int64 pixel count of each class in the label of t, at native resolution."""
+        return self._read(L.CLASS_COUNTS, L.BASE_PART, index, (), None)
+
+    # -- machinery -----------------------------------------------------------------------------
+    def _slot(self, offsets: list[int], offset: int, what: str) -> int:
+        try:
+            return offsets.index(offset)
+        except ValueError:
+            raise StoreError(f"{self.root}: no {what} at offset {offset} (store has {offsets})") from None
+
+    def _check_pair(self, pair: str):
+        if pair not in self.flow_pairs:
+            raise StoreError(f"{self.root}: no flow pair {pair!r} (have {sorted(self.flow_pairs)})")
+
+    def _read(self, path: str, part: str, index: int, inner: tuple[int, ...], window: Window | None) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        if not self._complete[part][index]:
+            raise StoreError(f"{self.root}: sample {self.sample_ids[index]!r} has no complete {part!r} data")
+        meta = self._metas[path]
+        spatial: tuple[slice, ...] = ()
+        if window is not None:
+            y0, y1, x0, x1 = window
+            h, w = self.resolution
+            if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+                raise ValueError(f"window {window} is not inside the {h}x{w} frame")
+            spatial = (slice(y0, y1), slice(x0, x1))
+        if not meta.mappable:
+            return self._zarr_array(path)[(index, *inner, *spatial)]
+        # Chunks are one sample (and one frame slot) thick and whole along the remaining axes.
+        leading = (index, *inner)
+        chunk = self._map(meta, leading + (0,) * (len(meta.shape) - len(leading)))
+        return chunk[(0,) * len(leading) + spatial]
+
+    def _map(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        key = meta.chunk_key(coords)
+        m = self._maps.get(key)
+        if m is not None:
+            self._maps.move_to_end(key)
+            return m
+        file = self.root / key
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+        if size != meta.chunk_nbytes:
+            raise StoreError(f"{file}: chunk file has {size} bytes, expected {meta.chunk_nbytes} "
+                             f"(truncated or foreign; run `flowprep verify {self.root}`)")
+        # A plain ndarray view slices faster than the memmap subclass and keeps the map alive.
+        m = np.memmap(file, dtype=meta.dtype, mode="r", shape=meta.chunks).view(np.ndarray)
+        self._maps[key] = m
+        if len(self._maps) > self.max_open:
+            self._maps.popitem(last=False)
+        return m
+
+    def _zarr_array(self, path: str):
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if path not in self._zarr_arrays:
+            import zarr
+
+            self._zarr_arrays[path] = zarr.open_array(self.root / path, mode="r")
+        return self._zarr_arrays[path]

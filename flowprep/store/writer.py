@@ -1,0 +1,324 @@
+"""Create stores and write them sample by sample, atomically and resumably.
+
+Concurrency model: creating a store or declaring a flow pair changes shared
+metadata and happens under an exclusive `flock` on the store directory. Writing
+a sample touches only that sample's chunk files (chunks are one sample thick),
+so any number of processes may write disjoint samples at once. zarr-python
+writes every chunk file through a temporary file and a rename, and a sample's
+checksum record is written last: a sample killed half-way is simply
+incomplete, and writing it again replaces whatever it left.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import google_crc32c
+import numpy as np
+
+from flowprep import __version__
+from flowprep.errors import StoreError
+from flowprep.store import layout as L
+
+
+@dataclass
+class StoreSpec:
+    """Everything fixed when a store is created.
+
+    ``frame_offsets``: frames stored per sample, relative to the labelled frame t
+    (e.g. ``[-2, -1, 0]``). ``label_offsets``: frames whose labels are stored
+    (usually ``[0]``). ``height``/``width``: native resolution in pixels.
+    """
+
+    dataset: str
+    split: str
+    classes: list[str]
+    height: int
+    width: int
+    sample_ids: list[str]
+    frame_offsets: list[int] = field(default_factory=lambda: [0])
+    label_offsets: list[int] = field(default_factory=lambda: [0])
+    compress: bool = False
+
+    def __post_init__(self):
+        if not self.sample_ids:
+            raise StoreError("a store needs at least one sample")
+        if len(set(self.sample_ids)) != len(self.sample_ids):
+            dup = next(s for s in self.sample_ids if self.sample_ids.count(s) > 1)
+            raise StoreError(f"sample id {dup!r} appears more than once")
+        if not set(self.label_offsets) <= set(self.frame_offsets):
+            raise StoreError(f"label offsets {self.label_offsets} must be among frame offsets {self.frame_offsets}")
+        if len(self.classes) >= L.IGNORE_LABEL:
+            raise StoreError(f"at most {L.IGNORE_LABEL - 1} classes fit a uint8 label with 255 = ignore")
+
+    def layout_attrs(self) -> dict:
+        """The attributes that must match when a store is opened again for writing."""
+        return {
+            "schema": L.SCHEMA,
+            "schema_version": L.SCHEMA_VERSION,
+            "dataset": self.dataset,
+            "split": self.split,
+            "classes": list(self.classes),
+            "ignore_label": L.IGNORE_LABEL,
+            "frame_offsets": [int(o) for o in self.frame_offsets],
+            "label_offsets": [int(o) for o in self.label_offsets],
+            "resolution": [int(self.height), int(self.width)],
+            "sample_ids": list(self.sample_ids),
+        }
+
+
+@contextmanager
+def _store_lock(root: Path):
+    """Exclusive lock on the store directory (stable inode; adds no file to the store)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _compressors(compress: bool):
+    if not compress:
+        return None
+    from zarr.codecs import ZstdCodec
+
+    return [ZstdCodec(level=3)]
+
+
+def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, compress=False, attributes=None, per_frame=False):
+    """Create `path` in `group`, or check that an existing one has the same shape and dtype.
+
+    Chunks are one sample thick and whole along every other axis, except with
+    `per_frame`, where axis 1 (the frame slot) is split too: one chunk per frame.
+    """
+    import zarr
+
+    if "/" in path:
+        parent, name = path.rsplit("/", 1)
+        group = group.require_group(parent)
+    else:
+        name = path
+    try:
+        existing = group[name]
+    except KeyError:
+        existing = None
+    if existing is not None:
+        if not isinstance(existing, zarr.Array) or existing.shape != tuple(shape) or existing.dtype != np.dtype(dtype):
+            raise StoreError(f"array {path!r} exists with another shape or dtype than this store needs")
+        return
+    group.create_array(
+        name,
+        shape=tuple(shape),
+        chunks=(1, 1, *shape[2:]) if per_frame else (1, *shape[1:]),
+        dtype=dtype,
+        fill_value=fill_value,
+        compressors=_compressors(compress) if compress else None,
+        filters=None,
+        dimension_names=dims,
+        attributes=attributes or {},
+    )
+
+
+def _ensure_checksums(group, part: str, n: int, root: Path):
+    k = sum(len(L.read_array_meta(root, p).sample_chunk_keys(0)) for p in L.part_arrays(part))
+    _ensure_array(
+        group, f"{L.CHECKSUMS}/{part}", shape=(n, k, 2), dtype="uint64", fill_value=0,
+        dims=("sample", "chunk", "field"),
+        attributes={"fields": ["nbytes", "crc32c"], "arrays": L.part_arrays(part)},
+    )
+
+
+def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Path:
+    """Create the store at `path`, or reopen it if it exists with the same layout.
+
+    Safe to call from several processes at once. `provenance` (stage, command,
+    sources...) is appended to the store's provenance list unless identical to
+    the last entry, so a resumed command does not record itself twice.
+    """
+    import zarr
+
+    root = Path(path)
+    with _store_lock(root):
+        if (root / "zarr.json").exists():
+            attrs = L.read_store_attrs(root)
+            wanted = spec.layout_attrs()
+            diff = [k for k in wanted if attrs.get(k) != wanted[k]]
+            if diff:
+                raise StoreError(f"{root}: a store with a different layout exists here (differs in: {', '.join(diff)})")
+            group = zarr.open_group(root, mode="r+")
+        else:
+            if any(root.iterdir()):
+                raise StoreError(f"{root}: directory exists, is not empty, and is not a store")
+            attrs = {**spec.layout_attrs(), "compressed": bool(spec.compress), "flows": {}, "provenance": []}
+            group = zarr.open_group(root, mode="w", zarr_format=3, attributes={L.ATTRS_KEY: attrs})
+
+        n, h, w = len(spec.sample_ids), spec.height, spec.width
+        _ensure_array(group, L.FRAMES, shape=(n, len(spec.frame_offsets), h, w, 3), dtype="uint8", fill_value=0,
+                      dims=("sample", "frame", "y", "x", "rgb"), compress=spec.compress, per_frame=True)
+        _ensure_array(group, L.LABELS, shape=(n, len(spec.label_offsets), h, w), dtype="uint8",
+                      fill_value=L.IGNORE_LABEL, dims=("sample", "label_frame", "y", "x"), compress=spec.compress,
+                      per_frame=True)
+        _ensure_array(group, L.CLASS_COUNTS, shape=(n, len(spec.classes)), dtype="int64", fill_value=0,
+                      dims=("sample", "class"))
+        _ensure_checksums(group, L.BASE_PART, n, root)
+
+        if provenance is not None:
+            entry = {"tool": f"flowprep {__version__}", **provenance}
+            history = list(attrs.get("provenance", []))
+            if not history or history[-1] != entry:
+                history.append(entry)
+                group.attrs[L.ATTRS_KEY] = {**attrs, "provenance": history}
+    return root
+
+
+def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None = None) -> str:
+    """Declare the flow pair `src_offset -> dst_offset` (stored at `src_offset`); return its name.
+
+    Idempotent and safe from several processes. Arrays are created before the
+    pair is recorded in the attributes, so an interrupted call is completed by
+    the next one.
+    """
+    import zarr
+
+    root = Path(path)
+    with _store_lock(root):
+        attrs = L.read_store_attrs(root)
+        offsets = attrs["frame_offsets"]
+        for o in (src_offset, dst_offset):
+            if o not in offsets:
+                raise StoreError(f"{root}: frame offset {o} is not stored (store has {offsets})")
+        name = L.pair_name(src_offset, dst_offset)
+        n, (h, w) = len(attrs["sample_ids"]), attrs["resolution"]
+        compress = attrs.get("compressed", False)
+        group = zarr.open_group(root, mode="r+")
+        _ensure_array(group, L.flow_path(name), shape=(n, h, w, 2), dtype="int16", fill_value=0,
+                      dims=("sample", "y", "x", "uv"), compress=compress,
+                      attributes={"units": "px", "scale": 1 / L.FLOW_SCALE, "from_offset": src_offset,
+                                  "to_offset": dst_offset})
+        _ensure_array(group, L.valid_path(name), shape=(n, h, w), dtype="bool", fill_value=False,
+                      dims=("sample", "y", "x"), compress=compress)
+        _ensure_checksums(group, L.flow_part(name), n, root)
+        if name not in attrs["flows"]:
+            k = dst_offset - src_offset
+            flows = dict(attrs["flows"])
+            flows[name] = {
+                "from_offset": src_offset, "to_offset": dst_offset, "stored_at": src_offset,
+                "direction": "backward" if k < 0 else "forward", "distance": abs(k),
+                "units": "px", "encoding": {"dtype": "int16", "scale": 1 / L.FLOW_SCALE},
+                "meaning": "pixel p of frame from_offset moves to p + flow(p) in frame to_offset; (u, v) = (x, y)",
+            }
+            history = list(attrs["provenance"])
+            if provenance is not None:
+                history.append({"tool": f"flowprep {__version__}", **provenance})
+            group.attrs[L.ATTRS_KEY] = {**attrs, "flows": flows, "provenance": history}
+    return name
+
+
+def _crc_file(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    return len(data), google_crc32c.value(data)
+
+
+class StoreWriter:
+    """Writes samples into an existing store (see `create_store`).
+
+    One writer per process; several processes may write disjoint samples.
+    """
+
+    def __init__(self, path):
+        import zarr
+
+        self.root = Path(path)
+        self.attrs = L.read_store_attrs(self.root)
+        self._group = zarr.open_group(self.root, mode="r+")
+        self._arrays: dict = {}
+        self._metas: dict[str, L.ArrayMeta] = {}
+        self.n_samples = len(self.attrs["sample_ids"])
+
+    def _array(self, path: str):
+        if path not in self._arrays:
+            # write_empty_chunks is a run-time setting: without it an all-zero frame would
+            # leave no chunk file, and the memmap reader and checksums need every file.
+            self._arrays[path] = self._group[path].with_config({"write_empty_chunks": True})
+        return self._arrays[path]
+
+    def _meta(self, path: str) -> L.ArrayMeta:
+        if path not in self._metas:
+            self._metas[path] = L.read_array_meta(self.root, path)
+        return self._metas[path]
+
+    def _checksum_file(self, index: int, part: str) -> Path:
+        return self.root / self._meta(f"{L.CHECKSUMS}/{part}").sample_chunk_keys(index)[0]
+
+    def _check_index(self, index: int):
+        if not 0 <= index < self.n_samples:
+            raise StoreError(f"{self.root}: sample index {index} out of range (store has {self.n_samples})")
+
+    def is_complete(self, index: int, part: str = L.BASE_PART) -> bool:
+        self._check_index(index)
+        return self._checksum_file(index, part).exists()
+
+    def write_sample(self, index: int, frames: np.ndarray, labels: np.ndarray) -> None:
+        """Write the base part of one sample.
+
+        frames: (F, H, W, 3) uint8 RGB in the order of ``frame_offsets``.
+        labels: (L, H, W) uint8 trainIds (255 = ignore) in the order of ``label_offsets``.
+        Class pixel counts are computed here from the label of t.
+        """
+        self._check_index(index)
+        sid = self.attrs["sample_ids"][index]
+        h, w = self.attrs["resolution"]
+        n_classes = len(self.attrs["classes"])
+        want_f = (len(self.attrs["frame_offsets"]), h, w, 3)
+        want_l = (len(self.attrs["label_offsets"]), h, w)
+        for name, arr, want in (("frames", frames, want_f), ("labels", labels, want_l)):
+            if arr.shape != want or arr.dtype != np.uint8:
+                raise StoreError(f"sample {sid!r}: {name} must be uint8 {want}, got {arr.dtype} {arr.shape}")
+        counts = np.zeros(n_classes, dtype=np.int64)
+        for j, label in enumerate(labels):
+            hist = np.bincount(label.ravel(), minlength=256)
+            bad = np.flatnonzero(hist[n_classes:L.IGNORE_LABEL])
+            if bad.size:
+                raise StoreError(f"sample {sid!r}: label holds values {(bad + n_classes).tolist()} that are neither "
+                                 f"a class (0..{n_classes - 1}) nor ignore ({L.IGNORE_LABEL})")
+            if self.attrs["label_offsets"][j] == 0:
+                counts = hist[:n_classes].astype(np.int64)
+        self._write_part(index, L.BASE_PART, {L.FRAMES: frames, L.LABELS: labels, L.CLASS_COUNTS: counts})
+
+    def write_flow(self, index: int, pair: str, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
+        """Write one sample's flow for a declared pair.
+
+        flow: (H, W, 2) float, pixels, (u, v) = (x, y), from frame ``from_offset`` to ``to_offset``.
+        valid: (H, W) bool or None (all valid). Non-finite or out-of-range vectors are marked invalid.
+        """
+        self._check_index(index)
+        if pair not in self.attrs["flows"]:
+            self.attrs = L.read_store_attrs(self.root)  # another process may have declared it
+            if pair not in self.attrs["flows"]:
+                raise StoreError(f"{self.root}: flow pair {pair!r} is not declared (have {sorted(self.attrs['flows'])})")
+        h, w = self.attrs["resolution"]
+        if flow.shape != (h, w, 2):
+            raise StoreError(f"flow {pair!r} of sample {index} must be ({h}, {w}, 2), got {flow.shape}")
+        encoded, representable = L.encode_flow(flow)
+        valid = representable if valid is None else (np.asarray(valid, dtype=bool) & representable)
+        self._write_part(index, L.flow_part(pair), {L.flow_path(pair): encoded, L.valid_path(pair): valid})
+
+    def _write_part(self, index: int, part: str, data: dict[str, np.ndarray]) -> None:
+        record_file = self._checksum_file(index, part)
+        record_file.unlink(missing_ok=True)  # the sample is incomplete while it is rewritten
+        keys = [key for path in L.part_arrays(part) for key in self._meta(path).sample_chunk_keys(index)]
+        for key in keys:  # temporary files a killed writer left behind
+            chunk = self.root / key
+            for debris in chunk.parent.glob(f"{chunk.name}.*.partial"):
+                debris.unlink(missing_ok=True)
+        for path in L.part_arrays(part):
+            self._array(path)[index] = data[path]
+        record = np.array([_crc_file(self.root / key) for key in keys], dtype=np.uint64)
+        self._array(f"{L.CHECKSUMS}/{part}")[index] = record
