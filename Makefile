@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The main job on embedded default data: today, write a store of generated frames and flow,
+# describe it and verify it. Later stages (synth -> ingest -> flow -> train -> evaluate) extend it.
 demo: $(STAMP)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash docs/demo.sh $(DEMO)
+	$(PY) bench/loader.py --frames 2 --seconds 0.3 --workdir $(DEMO)/loader
+	$(VENV)/bin/flowprep inspect $(DEMO)/loader/frames.zarr
+	$(VENV)/bin/flowprep verify $(DEMO)/loader/frames.zarr
 
 bench: $(STAMP)
 	$(PY) bench/loader.py
