@@ -1,0 +1,60 @@
+"""One picture per replica: frame t | its label (Cityscapes colours) | exact flow t -> t-k (occluded black)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flowprep.errors import FlowprepError
+from flowprep.labels import read_train_ids
+from flowprep.manifest import load_manifest
+from flowprep.viz import colourise, flow_to_rgb
+
+
+def sample_paths(root: Path, dataset: str, split: str, sample_id: str) -> tuple[Path, Path]:
+    """(frame t, label of t) of a replica sample, from the manifest's layout patterns."""
+    m = load_manifest(dataset)
+    if dataset == "viper":
+        seq, frame = sample_id.split("_")
+        fields = {"split": split, "seq": int(seq), "frame": int(frame)}
+        return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
+    if dataset == "synthia-seq":
+        return root / m.layout["frame"].format(frame=int(sample_id)), root / m.layout["label"].format(frame=int(sample_id))
+    if dataset == "cityscapes-seq":
+        city, seq, frame = sample_id.rsplit("_", 2)
+        fields = {"split": split, "city": city, "seq": int(seq), "frame": int(frame)}
+        return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
+    if dataset == "bdd":
+        return root / m.layout["image"].format(split=split, id=sample_id), root / m.layout["label"].format(split=split, id=sample_id)
+    raise FlowprepError(f"unknown dataset {dataset!r}")
+
+
+def preview(root, out, zoom: int = 3) -> list[Path]:
+    root, out = Path(root), Path(out)
+    summary_file = root / "_truth" / "synth.json"
+    if not summary_file.is_file():
+        raise FlowprepError(f"{summary_file}: missing; is {root} the output of `flowprep synth`?")
+    summary = json.loads(summary_file.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for dataset, splits in summary["samples"].items():
+        split = "train"
+        sample_id = splits[split][len(splits[split]) // 2]
+        truth = np.load(root / "_truth" / dataset / split / f"{sample_id}.npz")
+        key = "flow_0_-2" if dataset == "bdd" else "flow_0_-1"
+        if dataset == "bdd" and key not in truth:
+            sample_id = next(s for s in splits[split] if (root / "_truth" / dataset / split / f"{s}.npz").exists())
+            truth = np.load(root / "_truth" / dataset / split / f"{sample_id}.npz")
+        frame_path, label_path = sample_paths(root, dataset, split, sample_id)
+        frame = cv2.imread(str(frame_path))[..., ::-1]
+        label = colourise(read_train_ids(load_manifest(dataset), label_path))
+        flow = flow_to_rgb(truth[key], ~truth[key.replace("flow", "occ")])
+        panel = np.concatenate([frame, label, flow], axis=1)
+        panel = cv2.resize(panel, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+        path = out / f"{dataset}.png"
+        cv2.imwrite(str(path), panel[..., ::-1])
+        written.append(path)
+    return written
