@@ -33,7 +33,7 @@ PLAN = {
         + [("val", "frankfurt", 0, 294), ("val", "frankfurt", 1, 1059), ("val", "lindau", 0, 19),
            ("val", "lindau", 1, 19), ("val", "munster", 0, 19), ("val", "munster", 1, 19)],
         "viper": [("train", s, 82) for s in range(1, 5)] + [("val", s, 42) for s in range(1, 3)],
-        "synthia-seq": 60,
+        "synthia-seq": 120,
         "bdd": {"train": ["ok", "ok", "ok", "ok", "no_video", "truncated", "corrupt"], "val": ["ok", "ok", "ok"]},
     },
 }

@@ -58,18 +58,18 @@ STYLES = {
     "viper": Style("viper", {W.ROAD: (0.30, 0.28, 0.34), W.VEGETATION: (0.20, 0.55, 0.12), W.BUILDING: (0.70, 0.58, 0.42)},
                    saturation=1.35, detail=0.04, shading=0.3, tint=(1.08, 1.0, 0.9), clouds=0.05),
     # Synthia dawn: orange light, pastel city, flat.
-    "synthia-seq": Style("synthia-seq", {W.BUILDING: (0.78, 0.70, 0.62), W.ROAD: (0.42, 0.40, 0.40), W.SIDEWALK: (0.75, 0.62, 0.55)},
-                         saturation=1.2, detail=0.02, shading=0.35, sky_top=(0.55, 0.50, 0.75),
-                         sky_horizon=(0.98, 0.70, 0.45), tint=(1.15, 0.93, 0.78), exposure=0.9, clouds=0.0),
+    "synthia-seq": Style("synthia-seq", {W.ROAD: (0.42, 0.40, 0.40), W.SIDEWALK: (0.75, 0.62, 0.55)},
+                         saturation=1.2, detail=0.12, shading=0.35, sky_top=(0.55, 0.50, 0.75),
+                         sky_horizon=(0.98, 0.70, 0.45), tint=(1.05, 0.98, 0.92), exposure=0.95, clouds=0.0),
     # Cityscapes: overcast German city, desaturated, textured, slightly blurred and noisy.
     "cityscapes-seq": Style("cityscapes-seq", {W.BUILDING: (0.52, 0.50, 0.48), W.VEGETATION: (0.28, 0.36, 0.20)},
                             saturation=0.55, detail=0.2, shading=0.08, sky_top=(0.78, 0.80, 0.84),
-                            sky_horizon=(0.90, 0.90, 0.90), clouds=0.15, tint=(0.97, 1.0, 1.02), gamma=1.1,
+                            sky_horizon=(0.90, 0.90, 0.90), clouds=0.15, tint=(0.97, 1.0, 1.02), exposure=1.15,
                             vignette=0.25, blur=0.0025, noise=0.015),
     # BDD: dusk dashcam, dark and blue, noisy, blurrier, headlight glow.
     "bdd": Style("bdd", {W.ROAD: (0.30, 0.30, 0.32), W.SKY: (0.2, 0.2, 0.3)}, saturation=0.75, detail=0.15,
                  shading=0.1, sky_top=(0.10, 0.12, 0.25), sky_horizon=(0.45, 0.35, 0.40), clouds=0.05,
-                 tint=(0.85, 0.9, 1.15), exposure=0.7, gamma=1.25, vignette=0.35, blur=0.004, noise=0.035,
+                 tint=(0.9, 0.95, 1.1), exposure=1.1, gamma=1.05, vignette=0.35, blur=0.004, noise=0.03,
                  headlights=True),
 }
 
