@@ -17,18 +17,28 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The main job on embedded default data. Today: generate the synthetic replicas of the four raw
-# layouts (with exact flow), save a preview picture of each, then write a store of frames and flow,
-# describe it and verify it. Later stages (ingest -> flow -> train -> evaluate) extend it.
+# layouts (with exact flow), save a preview picture of each, ingest them into stores (frames, labels,
+# class counts; BDDVid by matching BDD10k images to their videos), and describe one store.
+# Later stages (flow -> train -> evaluate) extend it.
+FP := $(VENV)/bin/flowprep
 demo: $(STAMP)
-	$(VENV)/bin/flowprep synth --out $(DEMO)/raw --scale demo --seed 0
-	$(VENV)/bin/flowprep synth-preview $(DEMO)/raw --out $(DEMO)/preview
-	$(PY) bench/loader.py --frames 2 --seconds 0.3 --workdir $(DEMO)/loader
-	$(VENV)/bin/flowprep inspect $(DEMO)/loader/frames.zarr
-	$(VENV)/bin/flowprep verify $(DEMO)/loader/frames.zarr
+	$(FP) synth --out $(DEMO)/raw --scale demo --seed 0
+	$(FP) synth-preview $(DEMO)/raw --out $(DEMO)/preview
+	$(FP) ingest viper --root $(DEMO)/raw --split train --out $(DEMO)/stores/viper_train.zarr
+	$(FP) ingest synthia-seq --root $(DEMO)/raw --split train --out $(DEMO)/stores/synthia-seq_train.zarr
+	$(FP) ingest cityscapes-seq --root $(DEMO)/raw --split train --out $(DEMO)/stores/cityscapes-seq_train.zarr
+	$(FP) ingest cityscapes-seq --root $(DEMO)/raw --split val --out $(DEMO)/stores/cityscapes-seq_val.zarr
+	$(FP) build-bddvid --bdd10k $(DEMO)/raw --bdd100k $(DEMO)/raw/bdd100k/videos --from-splits train,val \
+	    --split train --out $(DEMO)/stores/bddvid_train.zarr
+	$(FP) build-bddvid --bdd10k $(DEMO)/raw --bdd100k $(DEMO)/raw/bdd100k/videos --from-splits train,val \
+	    --split val --out $(DEMO)/stores/bddvid_val.zarr
+	$(FP) inspect $(DEMO)/stores/cityscapes-seq_val.zarr
+	$(FP) verify $(DEMO)/stores/cityscapes-seq_val.zarr
 
 bench: $(STAMP)
 	$(PY) bench/loader.py
 	$(PY) bench/domain_gap.py --raw $(DEMO)/raw
+	$(PY) bench/bddvid.py
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -68,6 +68,108 @@ def verify(store, quiet):
     sys.exit(0 if report.ok else 1)
 
 
+def _offsets(ctx, param, value: str | None):
+    if value is None:
+        return None
+    try:
+        offsets = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers like -2,-1,0") from None
+    if 0 not in offsets:
+        raise click.BadParameter("must include 0, the labelled frame t")
+    return offsets
+
+
+@cli.command()
+@click.argument("dataset", type=click.Choice(["viper", "synthia-seq", "cityscapes-seq"]))
+@click.option("--root", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="The dataset's top folder as downloaded (e.g. the folder holding train/ and val/ for VIPER, "
+                   "leftImg8bit_sequence/ and gtFine/ for Cityscapes, SYNTHIA-SEQS-04-DAWN/ for Synthia).")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True,
+              help="Which split to ingest (Synthia-Seq has one sequence; the name is recorded).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Store to write (a .zarr folder); re-running the same command resumes it.")
+@click.option("--offsets", callback=_offsets, default=None,
+              help="Frames to store relative to the labelled frame t, e.g. -2,-1,0 (default: the manifest's).")
+@click.option("--split-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Only these samples; lines like aachen/aachen_000000_000019, 001/001_00010 or 000123.")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
+def ingest(dataset, root, split, out, offsets, split_file, workers):
+    """Turn a raw VIPER, Synthia-Seq or Cityscapes-Seq layout into a store.
+
+    One sample per labelled frame t: the frames at the offsets, the label of t
+    mapped to Cityscapes trainIds (and the labels of the other frames where
+    the dataset labels every frame), and class pixel counts. Samples with a
+    missing or unreadable file are excluded and reported, never filled in.
+    Exits 0 when at least one sample is in the store, 2 when none or on bad
+    arguments.
+    """
+    from flowprep.ingest.frames import plan_frames
+    from flowprep.ingest.runner import format_summary, run_plan
+    from flowprep.manifest import load_manifest
+
+    offsets = offsets or list(load_manifest(dataset).default_offsets)
+    plan = plan_frames(dataset, root, split, offsets, split_file)
+    result = run_plan(plan, out, stage=f"ingest {dataset}", workers=workers, progress=sys.stderr.isatty())
+    click.echo(format_summary(result))
+    if result.complete == 0:
+        raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
+
+
+def _search(ctx, param, value: str):
+    try:
+        lo, hi = (int(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not FROM:TO (frame numbers, e.g. 280:330)") from None
+    if not 0 <= lo <= hi:
+        raise click.BadParameter(f"{value!r}: need 0 <= FROM <= TO")
+    return lo, hi
+
+
+@cli.command("build-bddvid")
+@click.option("--bdd10k", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="BDD10k: the folder holding bdd100k/images/10k and bdd100k/labels/sem_seg/masks "
+                   "(or the older bdd100k/seg/), or that bdd100k folder itself.")
+@click.option("--bdd100k", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="BDD100K videos: searched recursively for {id}.mov (numbered sub-folders are fine).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Store to write; re-running the same command resumes it.")
+@click.option("--split", type=click.Choice(["train", "val"]), default="train", show_default=True,
+              help="BDDVid split to build. Without --split-file: crc32(id) % 8 == 0 -> val, else train.")
+@click.option("--split-file", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="Ids to use, lines like 53f06672-e942bc38_307 (the reference's) or bare ids.")
+@click.option("--offsets", callback=_offsets, default="-4,-2,0", show_default=True,
+              help="Video frames to store relative to the matched frame.")
+@click.option("--search", callback=_search, default="280:330", show_default=True,
+              help="Video frames (0-based decode count) searched for the BDD10k image.")
+@click.option("--max-error", type=float, default=12.0, show_default=True,
+              help="Accept a match only below this mean absolute grey-level difference (full resolution).")
+@click.option("--from-splits", default="train", show_default=True,
+              help="BDD10k label splits to take ids from (comma-separated; the paper used train only).")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
+def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, from_splits, workers):
+    """Build BDDVid: match each labelled BDD10k image to a frame of its BDD100K video.
+
+    Seeks to the search window instead of decoding from the start, checks
+    orientation against the BDD10k image, and stores the video frames at the
+    offsets around the matched frame (for training) beside the original BDD10k
+    image (for evaluation; the labels match it exactly) and the match record.
+    Ids without a video, with an unreadable or truncated video, or with no frame
+    under --max-error are excluded and reported. Exits 0 when at least one
+    sample is in the store, 2 when none or on bad arguments.
+    """
+    from flowprep.ingest.bddvid import plan_bddvid
+    from flowprep.ingest.runner import format_summary, run_plan
+
+    splits = tuple(s.strip() for s in from_splits.split(",") if s.strip())
+    plan = plan_bddvid(bdd10k, bdd100k, split, offsets, split_file=split_file, search=search, max_error=max_error,
+                       from_splits=splits)
+    result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=sys.stderr.isatty())
+    click.echo(format_summary(result))
+    if result.complete == 0:
+        raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
+
+
 def _dataset_list(ctx, param, value: str) -> tuple[str, ...]:
     from flowprep.synth.generate import DATASETS
 

@@ -52,6 +52,8 @@ class Manifest:
     labelled_index_in_snippet: int | None = None
     ego_vehicle_label_id: int | None = None
     reference_frame: int | None = None
+    sample_id: str | None = None  # format pattern over layout fields, e.g. "{seq:03d}_{frame:05d}"
+    labels_every_frame: bool = False  # labels exist for every frame, not only t
     extra: dict = field(default_factory=dict)
 
     def raw_id(self, name: str) -> int:

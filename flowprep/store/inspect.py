@@ -29,7 +29,7 @@ def describe_store(path) -> dict:
     n = len(attrs["sample_ids"])
     arrays = []
     for part in L.store_parts(attrs):
-        for p in [*L.part_arrays(part), f"{L.CHECKSUMS}/{part}"]:
+        for p in [*L.part_arrays(part, attrs), f"{L.CHECKSUMS}/{part}"]:
             meta = L.read_array_meta(root, p)
             nbytes, files = _disk_usage(root / p)
             arrays.append({

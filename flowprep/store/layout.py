@@ -6,6 +6,8 @@ A store is a zarr v3 group (a directory, e.g. ``viper_train.zarr``)::
     frames/          (N, F, H, W, 3) uint8   RGB, one chunk per sample and frame offset
     labels/          (N, L, H, W)    uint8   Cityscapes trainIds, 255 = ignore
     class_counts/    (N, C)          int64   pixels of each class in the label of t (native resolution)
+    extras/<name>/   (N, ...)        any     optional per-sample data of the base part (e.g. BDDVid's
+                                             original BDD10k image for evaluation, and its match record)
     flows/<pair>/    (N, H, W, 2)    int16   fixed point, 1/32 px; (u, v) = (x, y)
     flow_valid/<pair>/ (N, H, W)     bool    where the stored flow may be trusted
     _checksums/<part>/ (N, K, 2)     uint64  (nbytes, crc32c) of the K chunk files a sample owns
@@ -70,10 +72,14 @@ def flow_part(pair: str) -> str:
     return f"flow_{pair}"
 
 
-def part_arrays(part: str) -> list[str]:
+def extra_path(name: str) -> str:
+    return f"extras/{name}"
+
+
+def part_arrays(part: str, attrs: dict) -> list[str]:
     """Array paths whose chunks a part owns, in checksum order."""
     if part == BASE_PART:
-        return [FRAMES, LABELS, CLASS_COUNTS]
+        return [FRAMES, LABELS, CLASS_COUNTS] + [extra_path(n) for n in sorted(attrs.get("extras", {}))]
     if part.startswith("flow_"):
         pair = part[len("flow_"):]
         return [flow_path(pair), valid_path(pair)]

@@ -36,7 +36,7 @@ class StoreReader:
         self.attrs = L.read_store_attrs(self.root)
         self._metas: dict[str, L.ArrayMeta] = {}
         for part in L.store_parts(self.attrs):
-            for p in [*L.part_arrays(part), f"{L.CHECKSUMS}/{part}"]:
+            for p in [*L.part_arrays(part, self.attrs), f"{L.CHECKSUMS}/{part}"]:
                 self._metas[p] = L.read_array_meta(self.root, p)
         self._complete = {part: self._scan_complete(part) for part in L.store_parts(self.attrs)}
         self._reset_process_state()
@@ -115,6 +115,12 @@ class StoreReader:
         """(h, w) bool validity of `pair`'s flow."""
         self._check_pair(pair)
         return self._read(L.valid_path(pair), L.flow_part(pair), index, (), window)
+
+    def extra(self, index: int, name: str, window: Window | None = None) -> np.ndarray:
+        """Per-sample extra data (see the store's ``extras`` attribute); `window` for image-like extras."""
+        if name not in self.attrs.get("extras", {}):
+            raise StoreError(f"{self.root}: no extra {name!r} (have {sorted(self.attrs.get('extras', {}))})")
+        return self._read(L.extra_path(name), L.BASE_PART, index, (), window)
 
     def class_counts(self, index: int) -> np.ndarray:
         """(C,) int64 pixel count of each class in the label of t, at native resolution."""

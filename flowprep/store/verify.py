@@ -59,7 +59,7 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
     report = VerifyReport(root=root, total=len(ids))
     for part in L.store_parts(attrs):
         record_meta = L.read_array_meta(root, f"{L.CHECKSUMS}/{part}")
-        metas = [L.read_array_meta(root, p) for p in L.part_arrays(part)]
+        metas = [L.read_array_meta(root, p) for p in L.part_arrays(part, attrs)]
         k = record_meta.chunks[1]
         report.complete[part] = 0
         for i in tqdm(range(len(ids)), desc=f"verify {part}", unit="sample", disable=not progress):

@@ -43,6 +43,8 @@ class StoreSpec:
     frame_offsets: list[int] = field(default_factory=lambda: [0])
     label_offsets: list[int] = field(default_factory=lambda: [0])
     compress: bool = False
+    # name -> {"dtype": str, "shape": per-sample shape, "dims": names, "fill": value, "doc": meaning}
+    extras: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.sample_ids:
@@ -68,6 +70,7 @@ class StoreSpec:
             "label_offsets": [int(o) for o in self.label_offsets],
             "resolution": [int(self.height), int(self.width)],
             "sample_ids": list(self.sample_ids),
+            "extras": {k: dict(v) for k, v in sorted(self.extras.items())},
         }
 
 
@@ -126,12 +129,12 @@ def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, compress=
     )
 
 
-def _ensure_checksums(group, part: str, n: int, root: Path):
-    k = sum(len(L.read_array_meta(root, p).sample_chunk_keys(0)) for p in L.part_arrays(part))
+def _ensure_checksums(group, part: str, n: int, root: Path, attrs: dict):
+    arrays = L.part_arrays(part, attrs)
+    k = sum(len(L.read_array_meta(root, p).sample_chunk_keys(0)) for p in arrays)
     _ensure_array(
         group, f"{L.CHECKSUMS}/{part}", shape=(n, k, 2), dtype="uint64", fill_value=0,
-        dims=("sample", "chunk", "field"),
-        attributes={"fields": ["nbytes", "crc32c"], "arrays": L.part_arrays(part)},
+        dims=("sample", "chunk", "field"), attributes={"fields": ["nbytes", "crc32c"], "arrays": arrays},
     )
 
 
@@ -167,7 +170,11 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
                       per_frame=True)
         _ensure_array(group, L.CLASS_COUNTS, shape=(n, len(spec.classes)), dtype="int64", fill_value=0,
                       dims=("sample", "class"))
-        _ensure_checksums(group, L.BASE_PART, n, root)
+        for name, extra in sorted(spec.extras.items()):
+            _ensure_array(group, L.extra_path(name), shape=(n, *extra["shape"]), dtype=extra["dtype"],
+                          fill_value=extra["fill"], dims=("sample", *extra["dims"]), compress=spec.compress,
+                          attributes={"doc": extra.get("doc", "")})
+        _ensure_checksums(group, L.BASE_PART, n, root, spec.layout_attrs())
 
         if provenance is not None:
             entry = {"tool": f"flowprep {__version__}", **provenance}
@@ -204,7 +211,7 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
                                   "to_offset": dst_offset})
         _ensure_array(group, L.valid_path(name), shape=(n, h, w), dtype="bool", fill_value=False,
                       dims=("sample", "y", "x"), compress=compress)
-        _ensure_checksums(group, L.flow_part(name), n, root)
+        _ensure_checksums(group, L.flow_part(name), n, root, attrs)
         if name not in attrs["flows"]:
             k = dst_offset - src_offset
             flows = dict(attrs["flows"])
@@ -219,6 +226,16 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
                 history.append({"tool": f"flowprep {__version__}", **provenance})
             group.attrs[L.ATTRS_KEY] = {**attrs, "flows": flows, "provenance": history}
     return name
+
+
+def update_attrs(path, key: str, value) -> None:
+    """Set one store attribute (e.g. an ingest report) under the store lock."""
+    import zarr
+
+    root = Path(path)
+    with _store_lock(root):
+        attrs = L.read_store_attrs(root)
+        zarr.open_group(root, mode="r+").attrs[L.ATTRS_KEY] = {**attrs, key: value}
 
 
 def _crc_file(path: Path) -> tuple[int, int]:
@@ -265,11 +282,12 @@ class StoreWriter:
         self._check_index(index)
         return self._checksum_file(index, part).exists()
 
-    def write_sample(self, index: int, frames: np.ndarray, labels: np.ndarray) -> None:
+    def write_sample(self, index: int, frames: np.ndarray, labels: np.ndarray, extras: dict | None = None) -> None:
         """Write the base part of one sample.
 
         frames: (F, H, W, 3) uint8 RGB in the order of ``frame_offsets``.
         labels: (L, H, W) uint8 trainIds (255 = ignore) in the order of ``label_offsets``.
+        extras: the store's declared extras by name, each of its declared shape and dtype.
         Class pixel counts are computed here from the label of t.
         """
         self._check_index(index)
@@ -290,7 +308,17 @@ class StoreWriter:
                                  f"a class (0..{n_classes - 1}) nor ignore ({L.IGNORE_LABEL})")
             if self.attrs["label_offsets"][j] == 0:
                 counts = hist[:n_classes].astype(np.int64)
-        self._write_part(index, L.BASE_PART, {L.FRAMES: frames, L.LABELS: labels, L.CLASS_COUNTS: counts})
+        data = {L.FRAMES: frames, L.LABELS: labels, L.CLASS_COUNTS: counts}
+        declared, extras = self.attrs.get("extras", {}), extras or {}
+        if set(extras) != set(declared):
+            raise StoreError(f"sample {sid!r}: extras {sorted(extras)} given, store declares {sorted(declared)}")
+        for name, value in extras.items():
+            want = tuple(declared[name]["shape"])
+            if value.shape != want or value.dtype != np.dtype(declared[name]["dtype"]):
+                raise StoreError(f"sample {sid!r}: extra {name!r} must be {declared[name]['dtype']} {want}, "
+                                 f"got {value.dtype} {value.shape}")
+            data[L.extra_path(name)] = value
+        self._write_part(index, L.BASE_PART, data)
 
     def write_flow(self, index: int, pair: str, flow: np.ndarray, valid: np.ndarray | None = None) -> None:
         """Write one sample's flow for a declared pair.
@@ -313,12 +341,12 @@ class StoreWriter:
     def _write_part(self, index: int, part: str, data: dict[str, np.ndarray]) -> None:
         record_file = self._checksum_file(index, part)
         record_file.unlink(missing_ok=True)  # the sample is incomplete while it is rewritten
-        keys = [key for path in L.part_arrays(part) for key in self._meta(path).sample_chunk_keys(index)]
+        keys = [key for path in L.part_arrays(part, self.attrs) for key in self._meta(path).sample_chunk_keys(index)]
         for key in keys:  # temporary files a killed writer left behind
             chunk = self.root / key
             for debris in chunk.parent.glob(f"{chunk.name}.*.partial"):
                 debris.unlink(missing_ok=True)
-        for path in L.part_arrays(part):
+        for path in L.part_arrays(part, self.attrs):
             self._array(path)[index] = data[path]
         record = np.array([_crc_file(self.root / key) for key in keys], dtype=np.uint64)
         self._array(f"{L.CHECKSUMS}/{part}")[index] = record

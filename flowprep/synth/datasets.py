@@ -250,7 +250,8 @@ def _bdd(seq: Sequence, root: Path) -> dict:
         video_path = root / video_rel
         video_path.parent.mkdir(parents=True, exist_ok=True)
         needed = _needed(job, PAIRS["bdd"])
-        with av.open(str(video_path), "w", format="mov") as out:
+        # moov atom first (faststart): a file cut short still decodes up to the cut, like a partial download.
+        with av.open(str(video_path), "w", format="mov", options={"movflags": "faststart"}) as out:
             stream = out.add_stream("libx264", rate=int(FPS["bdd"]))
             stream.width, stream.height, stream.pix_fmt = seq.camera.width, seq.camera.height, "yuv420p"
             stream.options = {"crf": "18", "preset": "veryfast"}

@@ -1,0 +1,285 @@
+"""BDDVid: match each labelled BDD10k image to the frame of its BDD100K video it was cut from.
+
+For each BDD10k id with a label: find `{id}.mov` anywhere under the BDD100K
+videos folder; seek to the keyframe before the search window (never decode a
+40 s video from its start); decode the window; score every frame against the
+BDD10k image (mean absolute grey-level difference at quarter resolution, under
+each rotation whose shape fits, so orientation is checked, not assumed), then
+rescore the best frame's neighbours at full resolution; keep the best frame n if
+its score is under the threshold; store the video frames
+at n + offsets for training and the original BDD10k image for evaluation (the
+labels match it exactly), with the match record (n, score, margin, rotation).
+
+Ids without a video, with an unreadable or truncated video, or without a
+well-enough matching frame are excluded with a reason.
+
+Split: the paper's BDDVid takes all ids from BDD10k *train* labels and splits
+them about 2999 / 430. Without a split file, an id goes to val when
+crc32(id) % 8 == 0 (1/8 = 12.5%, the paper's 430 / 3429), else to train.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from flowprep.errors import FlowprepError
+from flowprep.ingest.frames import read_rgb
+from flowprep.ingest.runner import Loaded, Plan
+from flowprep.labels import read_train_ids
+from flowprep.manifest import load_classes, load_manifest
+from flowprep.store import StoreSpec
+
+DEFAULT_SEARCH = (280, 330)
+DEFAULT_MAX_ERROR = 12.0  # grey levels, mean absolute difference at full resolution
+MATCH_FIELDS = ["video_frame", "score", "margin", "rotation_deg"]
+
+
+class Unusable(FlowprepError):
+    """A video that cannot give a sample; `kind` groups the report."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(f"{kind}: {detail}")
+        self.kind, self.detail = kind, detail
+
+
+def split_of(video_id: str) -> str:
+    return "val" if zlib.crc32(video_id.encode()) % 8 == 0 else "train"
+
+
+def _small_grey(rgb_or_grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    grey = rgb_or_grey if rgb_or_grey.ndim == 2 else cv2.cvtColor(rgb_or_grey, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+@dataclass
+class Match:
+    frame: int
+    score: float
+    margin: float  # second-best full-resolution score among the candidates (best +-2 frames), minus the best
+    rotation: int  # k quarter turns counter-clockwise applied to the decoded frames
+    frames: np.ndarray  # (F, H, W, 3) uint8 RGB at frame + offsets
+
+
+def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, -2, 0),
+                max_error: float = DEFAULT_MAX_ERROR) -> Match:
+    """Find the frame of `path` that `image` (H, W, 3 RGB) was cut from; raise Unusable if none fits.
+
+    Frames are numbered from 0 in decode order (the reference's count), computed
+    from presentation timestamps at the stream's average frame rate.
+    """
+    import av
+
+    lo_search, hi_search = search
+    first, last = lo_search + min(offsets), hi_search + max(max(offsets), 0)
+    if first < 0:
+        raise FlowprepError(f"search window {search} with offsets {list(offsets)} starts before frame 0")
+    h, w = image.shape[:2]
+    small = (max(w // 4, 8), max(h // 4, 8))
+    target = _small_grey(image, small)
+    grey_image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    kept: dict[int, object] = {}
+    greys: dict[int, np.ndarray] = {}
+    scores: dict[int, tuple[float, int]] = {}
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as e:
+        raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    last_seen = -1
+    rotations: list[int] | None = None  # decided on the first window frame: a property of the video
+    try:
+        with container:
+            if not container.streams.video:
+                raise Unusable("unreadable video", f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 30)
+            tb = Fraction(stream.time_base)
+            start = stream.start_time or 0
+            container.seek(start + int(Fraction(first) / rate / tb), stream=stream, backward=True, any_frame=False)
+            # Between the keyframe and the window nothing is kept: skip frames no other frame refers to.
+            # Full decoding resumes a few frames early, more than B-frame reordering can delay a frame.
+            stream.codec_context.skip_frame = "NONREF"
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                index = round((frame.pts - start) * tb * rate)
+                last_seen = max(last_seen, index)
+                if index >= first - 8 and stream.codec_context.skip_frame != "DEFAULT":
+                    stream.codec_context.skip_frame = "DEFAULT"
+                if index > last:
+                    break
+                if index < first:
+                    continue  # decoded (later frames depend on it) but never converted
+                kept[index] = frame
+                if lo_search <= index <= hi_search:
+                    grey = greys[index] = frame.to_ndarray(format="gray")
+                    if rotations is None:  # quarter turns giving the image's orientation (landscape/portrait)
+                        rotations = [k for k in range(4) if (np.rot90(grey, k).shape[0] > np.rot90(grey, k).shape[1]) == (h > w)]
+                    for k in rotations:
+                        err = float(np.abs(_small_grey(np.ascontiguousarray(np.rot90(grey, k)), small) - target).mean())
+                        if index not in scores or err < scores[index][0]:
+                            scores[index] = (err, k)
+                    if len(rotations) > 1 and len(scores) >= 3:  # orientation settled on the first frames
+                        best_k = min(scores.values())[1]
+                        rotations = [best_k]
+    except av.error.FFmpegError as e:
+        if not kept and last_seen < 0:
+            raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
+        # a damaged tail: use what decoded
+    if not scores:
+        where = f"decoding ends at frame {last_seen}" if last_seen >= 0 else f"no frame decodes from frame {first} on"
+        raise Unusable("truncated video", f"{path}: {where}, before the search window {lo_search}:{hi_search} "
+                                          f"(incomplete download?)")
+    # Quarter resolution finds the neighbourhood; full resolution picks the frame, since consecutive
+    # frames of a slow drive differ by about a pixel, a quarter of one at quarter resolution.
+    coarse = min(scores, key=lambda i: scores[i][0])
+    rotation = scores[coarse][1]
+    fine = {}
+    for i in (i for i in scores if abs(i - coarse) <= 2):
+        rotated = np.rot90(greys[i], rotation)
+        if rotated.shape == grey_image.shape:
+            fine[i] = float(np.abs(rotated.astype(np.float32) - grey_image).mean())
+    if not fine:
+        raise Unusable("size mismatch", f"{path}: video frames are {greys[coarse].shape[1]}x{greys[coarse].shape[0]}, "
+                                        f"the BDD10k image is {w}x{h}")
+    best = min(fine, key=fine.get)
+    score = fine[best]
+    margin = (sorted(fine.values())[1] - score) if len(fine) > 1 else float("nan")
+    if score > max_error:
+        raise Unusable("no matching frame", f"{path}: best frame {best} differs by {score:.1f} grey levels "
+                                            f"(threshold {max_error:g})")
+    needed = [best + o for o in offsets]
+    if any(n not in kept for n in needed):
+        raise Unusable("truncated video", f"{path}: frames {needed} needed, decoding ends at frame {last_seen}")
+    frames = []
+    for n in needed:
+        rgb = np.ascontiguousarray(np.rot90(kept[n].to_ndarray(format="rgb24"), rotation))
+        if rgb.shape[:2] != (h, w):
+            raise Unusable("size mismatch", f"{path}: video frames are {rgb.shape[1]}x{rgb.shape[0]}, "
+                                            f"the BDD10k image is {w}x{h}")
+        frames.append(rgb)
+    return Match(best, score, margin, rotation, np.stack(frames))
+
+
+def index_videos(root: Path) -> dict[str, list[Path]]:
+    """id -> video files anywhere under `root` (BDD100K keeps some in numbered sub-folders)."""
+    found: dict[str, list[Path]] = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in (".mov", ".mp4"):
+                found.setdefault(stem, []).append(Path(dirpath) / name)
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def _bdd10k_layout(root: Path) -> tuple[Path, dict[str, str]]:
+    """(base folder, layout patterns) for the new (images/10k) or old (seg/) BDD10k release."""
+    m = load_manifest("bdd")
+    for base in (root, root.parent):
+        if (base / "bdd100k/images/10k").is_dir():
+            return base, {"image": m.layout["image"], "label": m.layout["label"]}
+        if (base / "bdd100k/seg/images").is_dir():
+            return base, {"image": m.layout["image_old"], "label": m.layout["label_old"]}
+    raise FlowprepError(f"{root}: no BDD10k here (expected bdd100k/images/10k/ or bdd100k/seg/images/ inside it)")
+
+
+def parse_bdd_split_file(path) -> list[str]:
+    """Ids from lines ``{id}_307`` (the reference's format) or ``{id}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowprepError(f"{path}: split file not found")
+    ids = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        head, _, tail = line.rpartition("_")
+        ids.append(head if head and tail.isdigit() else line)
+    if not ids:
+        raise FlowprepError(f"{path}: split file lists no ids")
+    return ids
+
+
+@dataclass
+class BddLoader:
+    """Picklable: matches planned sample i's video and loads frames, label and the BDD10k image."""
+
+    images: list[str]
+    labels: list[str]
+    videos: list[str]
+    search: tuple[int, int]
+    offsets: list[int]
+    max_error: float
+    shape: tuple[int, int]
+
+    def __call__(self, i: int) -> Loaded:
+        image = read_rgb(Path(self.images[i]))
+        label = read_train_ids(load_manifest("bdd"), Path(self.labels[i]))
+        if image.shape[:2] != self.shape or label.shape != self.shape:
+            raise Unusable("size mismatch", f"{self.images[i]}: image {image.shape[1]}x{image.shape[0]}, label "
+                                            f"{label.shape[1]}x{label.shape[0]}, dataset {self.shape[1]}x{self.shape[0]}")
+        m = match_video(self.videos[i], image, search=self.search, offsets=self.offsets, max_error=self.max_error)
+        record = np.array([m.frame, m.score, m.margin, 90 * m.rotation], dtype=np.float64)
+        info = {"video": self.videos[i], "frame": m.frame, "score": round(m.score, 3),
+                "margin": None if np.isnan(m.margin) else round(m.margin, 3), "rotation_deg": 90 * m.rotation}
+        return Loaded(m.frames, label[None], {"eval_image": image, "match": record}, info)
+
+
+def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=None, search=DEFAULT_SEARCH,
+                max_error: float = DEFAULT_MAX_ERROR, from_splits=("train",)) -> Plan:
+    bdd10k, bdd100k = Path(bdd10k), Path(bdd100k)
+    for p in (bdd10k, bdd100k):
+        if not p.is_dir():
+            raise FlowprepError(f"{p}: folder not found")
+    base, layout = _bdd10k_layout(bdd10k)
+    labelled: dict[str, tuple[Path, Path]] = {}
+    for src in from_splits:
+        label_glob = layout["label"].format(split=src, id="*")
+        for label in sorted(base.glob(label_glob)):
+            vid = label.name.removesuffix(".png").removesuffix("_train_id")
+            labelled[vid] = (base / layout["image"].format(split=src, id=vid), label)
+    if not labelled:
+        raise FlowprepError(f"{base}: no BDD10k label files in split(s) {list(from_splits)}")
+    if split_file:
+        wanted = parse_bdd_split_file(split_file)
+    else:
+        wanted = [v for v in sorted(labelled) if split_of(v) == split]
+    videos = index_videos(bdd100k)
+
+    ids, images, labels, paths, excluded = [], [], [], [], []
+    for vid in wanted:
+        if vid not in labelled:
+            excluded.append((vid, "not found", "no BDD10k label for this id"))
+        elif not labelled[vid][0].is_file():
+            excluded.append((vid, "missing image", str(labelled[vid][0])))
+        elif vid not in videos:
+            excluded.append((vid, "no video", f"no {vid}.mov under {bdd100k}"))
+        else:
+            ids.append(vid)
+            images.append(str(labelled[vid][0]))
+            labels.append(str(labelled[vid][1]))
+            paths.append(str(videos[vid][0]))
+    sources = {"bdd10k": str(base.resolve()), "bdd100k": str(bdd100k.resolve()), "search": list(search),
+               "max_error": max_error, "split_rule": "split file" if split_file else "crc32(id) % 8 == 0 -> val"}
+    if not ids:
+        return Plan(None, None, excluded, sources)
+    shape = read_rgb(Path(images[0])).shape[:2]
+    h, w = shape
+    spec = StoreSpec(
+        dataset="bddvid", split=split, classes=list(load_classes().names), height=h, width=w, sample_ids=ids,
+        frame_offsets=sorted(offsets), label_offsets=[0],
+        extras={
+            "eval_image": {"dtype": "uint8", "shape": [h, w, 3], "dims": ["y", "x", "rgb"], "fill": 0,
+                           "doc": "the original BDD10k image (labels match it exactly); evaluate on it"},
+            "match": {"dtype": "float64", "shape": [4], "dims": ["field"], "fill": 0.0,
+                      "doc": f"video match record: {', '.join(MATCH_FIELDS)}"},
+        },
+    )
+    return Plan(spec, BddLoader(images, labels, paths, tuple(search), sorted(offsets), max_error, shape), excluded, sources)

@@ -1,0 +1,140 @@
+"""`flowprep build-bddvid` on the BDD replica: matched frames, orientation, and every broken case reported."""
+
+import json
+import shutil
+
+import av
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from flowprep.cli import cli
+from flowprep.ingest.bddvid import match_video, parse_bdd_split_file, split_of, Unusable
+from flowprep.store import StoreReader
+
+
+def build(*args):
+    return CliRunner().invoke(cli, ["build-bddvid", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def truth(synth_tiny):
+    return json.loads((synth_tiny / "_truth/bdd/matches.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def all_ids_store(synth_tiny, truth, tmp_path_factory):
+    split = tmp_path_factory.mktemp("bdd") / "split.txt"
+    split.write_text("".join(f"{vid}_307\n" for vid in truth))
+    out = split.parent / "bddvid.zarr"
+    result = build("--bdd10k", synth_tiny, "--bdd100k", synth_tiny / "bdd100k/videos", "--out", out,
+                   "--split-file", split, "--from-splits", "train,val", "--workers", 2)
+    return out, result
+
+
+def test_matched_frame_is_the_one_the_image_was_cut_from(all_ids_store, truth):
+    out, result = all_ids_store
+    assert result.exit_code == 0, result.output
+    r = StoreReader(out)
+    ok = sorted(v for v, info in truth.items() if info["status"] == "ok")
+    assert [r.sample_ids[i] for i in np.flatnonzero(r.complete())] == ok
+    for vid in ok:
+        i = r.sample_ids.index(vid)
+        frame, score, margin, rotation = r.extra(i, "match")
+        assert frame == truth[vid]["frame"] and rotation == 0 and score < 5 and margin > 0
+        assert r.attrs["ingest"]["samples"][vid]["frame"] == truth[vid]["frame"]
+
+
+def test_broken_ids_are_excluded_with_their_reason(all_ids_store, truth):
+    out, result = all_ids_store
+    reasons = {e["sample"]: e["reason"] for e in StoreReader(out).attrs["ingest"]["excluded"]}
+    expected = {"no_video": "no video", "truncated": "truncated video", "corrupt": "unreadable video"}
+    assert reasons == {v: expected[info["status"]] for v, info in truth.items() if info["status"] != "ok"}
+    assert "| truncated video | 1 |" in result.output
+
+
+def test_training_frames_come_from_the_video_and_evaluation_uses_the_bdd10k_image(all_ids_store, truth, synth_tiny):
+    out, _ = all_ids_store
+    r = StoreReader(out)
+    assert r.frame_offsets == [-4, -2, 0]
+    vid = next(v for v in r.sample_ids if truth[v]["status"] == "ok")
+    i = r.sample_ids.index(vid)
+    image = cv2.imread(str(synth_tiny / f"bdd100k/images/10k/{truth[vid]['split10k']}/{vid}.jpg"))[..., ::-1]
+    np.testing.assert_array_equal(r.extra(i, "eval_image"), image)
+    label = cv2.imread(str(synth_tiny / f"bdd100k/labels/sem_seg/masks/{truth[vid]['split10k']}/{vid}.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(r.label(i), label)
+    video = next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov"))
+    with av.open(str(video)) as c:
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    n = truth[vid]["frame"]
+    for offset in (-4, -2, 0):
+        np.testing.assert_array_equal(r.frame(i, offset), decoded[n + offset])
+
+
+def _rotated_copy(src, dst):
+    """Re-encode `src` with every frame turned a quarter counter-clockwise (a portrait video)."""
+    with av.open(str(src)) as c:
+        frames = [np.ascontiguousarray(np.rot90(f.to_ndarray(format="rgb24"))) for f in c.decode(video=0)]
+    with av.open(str(dst), "w", format="mov") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"crf": "18"}
+        for f in frames:
+            for p in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(p)
+        for p in stream.encode():
+            out.mux(p)
+
+
+def test_orientation_is_checked_against_the_image(synth_tiny, truth, tmp_path):
+    vid = next(v for v, info in truth.items() if info["status"] == "ok")
+    image = cv2.imread(str(synth_tiny / f"bdd100k/images/10k/{truth[vid]['split10k']}/{vid}.jpg"))[..., ::-1]
+    _rotated_copy(next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov")), tmp_path / "portrait.mov")
+    m = match_video(tmp_path / "portrait.mov", image, search=(300, 315))
+    assert m.frame == truth[vid]["frame"] and m.rotation == 3  # three more quarter turns restore it
+    assert m.frames.shape[1:3] == image.shape[:2]
+
+
+def test_a_video_of_another_drive_does_not_match(synth_tiny, truth):
+    a, b = [v for v, info in truth.items() if info["status"] == "ok"][:2]
+    image = cv2.imread(str(synth_tiny / f"bdd100k/images/10k/{truth[a]['split10k']}/{a}.jpg"))[..., ::-1]
+    with pytest.raises(Unusable, match="no matching frame: .* differs by"):
+        match_video(next(synth_tiny.glob(f"bdd100k/videos/**/{b}.mov")), image, max_error=6.0)
+
+
+def test_default_split_rule_and_split_file_format(synth_tiny, truth, tmp_path):
+    result = build("--bdd10k", synth_tiny / "bdd100k", "--bdd100k", synth_tiny, "--out", tmp_path / "t.zarr",
+                   "--from-splits", "train,val", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    expected = sorted(v for v, info in truth.items() if info["status"] != "no_video" and split_of(v) == "train")
+    assert StoreReader(tmp_path / "t.zarr").sample_ids == expected
+    f = tmp_path / "s.txt"
+    f.write_text("53f06672-e942bc38_307\n# note\nabcdef01-23456789\n")
+    assert parse_bdd_split_file(f) == ["53f06672-e942bc38", "abcdef01-23456789"]
+
+
+def test_nothing_usable_exits_2(synth_tiny, truth, tmp_path):
+    f = tmp_path / "broken.txt"
+    f.write_text("".join(f"{v}\n" for v, info in truth.items() if info["status"] in ("truncated", "corrupt")))
+    result = build("--bdd10k", synth_tiny, "--bdd100k", synth_tiny, "--out", tmp_path / "b.zarr",
+                   "--split-file", f, "--from-splits", "train,val", "--workers", 1)
+    assert result.exit_code == 2 and "no sample could be written" in result.output
+
+
+def test_older_bdd10k_layout_is_read_too(synth_tiny, truth, tmp_path):
+    old = tmp_path / "old"
+    for vid, info in truth.items():
+        src = info["split10k"]
+        (old / f"bdd100k/seg/images/{src}").mkdir(parents=True, exist_ok=True)
+        (old / f"bdd100k/seg/labels/{src}").mkdir(parents=True, exist_ok=True)
+        shutil.copy(synth_tiny / f"bdd100k/images/10k/{src}/{vid}.jpg", old / f"bdd100k/seg/images/{src}/{vid}.jpg")
+        shutil.copy(synth_tiny / f"bdd100k/labels/sem_seg/masks/{src}/{vid}.png",
+                    old / f"bdd100k/seg/labels/{src}/{vid}_train_id.png")
+    ok = [v for v, info in truth.items() if info["status"] == "ok"]
+    f = tmp_path / "s.txt"
+    f.write_text("\n".join(ok))
+    result = build("--bdd10k", old, "--bdd100k", synth_tiny, "--out", tmp_path / "o.zarr", "--split-file", f,
+                   "--from-splits", "train,val", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert StoreReader(tmp_path / "o.zarr").complete().all()
