@@ -18,8 +18,9 @@ test: $(STAMP)
 
 # The main job on embedded default data. Today: generate the synthetic replicas of the four raw
 # layouts (with exact flow), save a preview picture of each, ingest them into stores (frames, labels,
-# class counts; BDDVid by matching BDD10k images to their videos), and describe one store.
-# Later stages (flow -> train -> evaluate) extend it.
+# class counts; BDDVid by matching BDD10k images to their videos), compute DIS optical flow with
+# validity for every store, save a flow picture, and describe and verify one store.
+# Later stages (train -> evaluate) extend it.
 FP := $(VENV)/bin/flowprep
 demo: $(STAMP)
 	$(FP) synth --out $(DEMO)/raw --scale demo --seed 0
@@ -32,6 +33,10 @@ demo: $(STAMP)
 	    --split train --out $(DEMO)/stores/bddvid_train.zarr
 	$(FP) build-bddvid --bdd10k $(DEMO)/raw --bdd100k $(DEMO)/raw/bdd100k/videos --from-splits train,val \
 	    --split val --out $(DEMO)/stores/bddvid_val.zarr
+	for s in viper_train synthia-seq_train cityscapes-seq_train cityscapes-seq_val bddvid_train bddvid_val; do \
+	    $(FP) flow $(DEMO)/stores/$$s.zarr --model dis --workers 2 || exit 1; done
+	$(FP) flow-show $(DEMO)/stores/cityscapes-seq_val.zarr --sample frankfurt_000000_000294 \
+	    --out $(DEMO)/preview/flow-cityscapes-seq.png --zoom 2
 	$(FP) inspect $(DEMO)/stores/cityscapes-seq_val.zarr
 	$(FP) verify $(DEMO)/stores/cityscapes-seq_val.zarr
 
@@ -39,6 +44,7 @@ bench: $(STAMP)
 	$(PY) bench/loader.py
 	$(PY) bench/domain_gap.py --raw $(DEMO)/raw
 	$(PY) bench/bddvid.py
+	$(PY) bench/flow.py
 
 clean-demo:
 	rm -rf $(DEMO)

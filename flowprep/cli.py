@@ -7,6 +7,7 @@ found corrupt chunks); 2 bad arguments or bad input (the message names it).
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 import click
@@ -168,6 +169,151 @@ def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_e
     click.echo(format_summary(result))
     if result.complete == 0:
         raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
+
+
+def _tile(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HxW (e.g. 432x960)") from None
+    return h, w
+
+
+@cli.command()
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
+@click.option("--model", default="dis", show_default=True,
+              help="dis, dis-fast, dis-ultrafast (OpenCV, CPU, no weights), flowformer, flowformer++, or any other "
+                   "ptlflow model name.")
+@click.option("--ckpt", default=None, help="ptlflow models: a local checkpoint file, or a checkpoint name (things, "
+                                           "sintel, kitti, chairs) already placed in $TORCH_HOME/hub/checkpoints.")
+@click.option("--random-weights", is_flag=True, help="Untrained ptlflow model (for tests; flows are meaningless).")
+@click.option("--pairs", default=None, help="Comma-separated: bwd:K (t -> t-K), fwd:K (t -> t+K), @S for another "
+                                            "start frame (bwd:1@-1 is t-1 -> t-2). Default: t -> t-k and t-k -> t-2k.")
+@click.option("--gpus", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="One worker process per GPU (0: run on the CPU).")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="CPU worker processes.")
+@click.option("--shard", default="0/1", show_default=True,
+              help="I/N: this machine computes the items j with j % N == I (e.g. a SLURM array task).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="ptlflow models: autocast precision (fp16 needs a GPU).")
+@click.option("--tile", callback=_tile, default=None,
+              help="ptlflow models: tile size HxW for large frames (e.g. 432x960, FlowFormer's training size).")
+@click.option("--overlap", type=click.IntRange(0, 512), default=64, show_default=True, help="Tile overlap, pixels.")
+@click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Pairs per engine call (their tiles are batched together).")
+@click.option("--no-consistency", is_flag=True,
+              help="Skip the reverse flow and the forward-backward occlusion check (half the compute).")
+def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precision, tile, overlap, batch,
+         no_consistency):
+    """Compute optical flow between the frames of every sample of STORE, with validity masks.
+
+    Written into the store as flows/<pair> (1/32 px fixed point) and
+    flow_valid/<pair>. Resumable: pairs already complete are skipped. Validity:
+    target in frame, forward-backward consistent, off the ego vehicle.
+    """
+    from flowprep.flow.job import EngineSpec, parse_pairs, parse_shard, run_flow
+
+    spec = EngineSpec(model, ckpt, random_weights, precision, tile, overlap)
+    summary = run_flow(store, spec, parse_pairs(pairs) if pairs else None, shard=parse_shard(shard), gpus=gpus,
+                       workers=workers, batch=batch, consistency=not no_consistency, progress=sys.stderr.isatty())
+    click.echo(f"{store}: pairs {', '.join(summary['pairs'])}; {summary['items']} flows computed now "
+               f"(shard {summary['shard'][0]}/{summary['shard'][1]})")
+
+
+@cli.command("flow-import")
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
+@click.option("--pairs", "pair_spec", required=True, help="The pair the files hold, e.g. bwd:1 (t -> t-1).")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="Folder of KITTI 16-bit flow PNGs.")
+@click.option("--pattern", default="{sample_id}.png", show_default=True,
+              help="File name of a sample's flow, relative to --dir ({sample_id} is replaced).")
+@click.option("--rescale", is_flag=True, help="Resize flows of another resolution to the store's, scaling vectors.")
+def flow_import(store, pair_spec, directory, pattern, rescale):
+    """Import flows published as KITTI 16-bit PNGs (the reference's format) into STORE.
+
+    Samples without a file are reported and left incomplete; a size mismatch is
+    an error unless --rescale.
+    """
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from flowprep.flow.formats import read_kitti, resize_flow
+    from flowprep.flow.job import parse_pairs
+    from flowprep.store import StoreReader, StoreWriter, add_flow
+
+    pairs = parse_pairs(pair_spec)
+    if len(pairs) != 1:
+        raise FlowprepError("--pairs: import one pair at a time")
+    name = add_flow(store, *pairs[0], provenance={"stage": "flow-import", "command": shlex.join(sys.argv),
+                                                   "source": str(Path(directory).resolve())})
+    reader, writer = StoreReader(store), StoreWriter(store)
+    h, w = reader.resolution
+    missing = []
+    for i, sid in enumerate(tqdm(reader.sample_ids, desc="flow-import", unit="flow", disable=not sys.stderr.isatty())):
+        path = Path(directory) / pattern.format(sample_id=sid)
+        if not path.is_file():
+            missing.append(sid)
+            continue
+        flow, valid = read_kitti(path)
+        if flow.shape[:2] != (h, w):
+            if not rescale:
+                raise FlowprepError(f"{path}: {flow.shape[1]}x{flow.shape[0]}, the store is {w}x{h} (use --rescale)")
+            flow, valid = resize_flow(flow, valid, h, w)
+        writer.write_flow(i, name, flow, valid)
+    click.echo(f"{store}: imported {len(reader.sample_ids) - len(missing)} flows into {name}; "
+               f"{len(missing)} samples without a file{': ' + ', '.join(missing[:5]) if missing else ''}")
+
+
+@cli.command("flow-export")
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
+@click.option("--pair", required=True, help="Stored pair name, e.g. bwd_1.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Folder to write into.")
+@click.option("--format", "fmt", type=click.Choice(["kitti", "flo"]), default="kitti", show_default=True,
+              help="kitti: 16-bit PNG with validity in blue (+-512 px); flo: Middlebury float32, plus a "
+                   "{sample_id}_valid.png mask.")
+def flow_export(store, pair, out, fmt):
+    """Write a stored flow pair as one file per sample ({sample_id}.png or .flo)."""
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    from tqdm import tqdm
+
+    from flowprep.flow.formats import write_flo, write_kitti
+    from flowprep.store import StoreReader
+
+    r = StoreReader(store)
+    if pair not in r.flow_pairs:
+        raise FlowprepError(f"{store}: no flow pair {pair!r} (have {sorted(r.flow_pairs)})")
+    Path(out).mkdir(parents=True, exist_ok=True)
+    done = r.complete(f"flow_{pair}")
+    for i in tqdm(np.flatnonzero(done), desc="flow-export", unit="flow", disable=not sys.stderr.isatty()):
+        sid, flow, valid = r.sample_ids[i], r.flow(i, pair), r.flow_valid(i, pair)
+        if fmt == "kitti":
+            write_kitti(Path(out) / f"{sid}.png", flow, valid)
+        else:
+            write_flo(Path(out) / f"{sid}.flo", flow)
+            cv2.imwrite(str(Path(out) / f"{sid}_valid.png"), valid.astype(np.uint8) * 255)
+    click.echo(f"{out}: {int(done.sum())} {fmt} files ({len(done) - int(done.sum())} samples have no such flow)")
+
+
+@cli.command("flow-show")
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
+@click.option("--sample", "sample_id", required=True, help="Sample id, e.g. aachen_000000_000019.")
+@click.option("--pair", default=None, help="Stored pair name (default: the first).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
+@click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True)
+def flow_show(store, sample_id, pair, out, zoom):
+    """Save a PNG of a sample's frame | flow (hue = direction, saturation = magnitude, invalid black) | validity."""
+    import cv2
+
+    from flowprep.flow.show import flow_picture
+
+    cv2.imwrite(out, flow_picture(store, sample_id, pair, zoom)[..., ::-1])
+    click.echo(out)
 
 
 def _dataset_list(ctx, param, value: str) -> tuple[str, ...]:

@@ -54,6 +54,7 @@ class Manifest:
     reference_frame: int | None = None
     sample_id: str | None = None  # format pattern over layout fields, e.g. "{seq:03d}_{frame:05d}"
     labels_every_frame: bool = False  # labels exist for every frame, not only t
+    ego_row: float | None = None  # rows from ego_row * H down show the ego vehicle (flow there is invalid)
     extra: dict = field(default_factory=dict)
 
     def raw_id(self, name: str) -> int:

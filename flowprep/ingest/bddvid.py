@@ -37,6 +37,8 @@ from flowprep.manifest import load_classes, load_manifest
 from flowprep.store import StoreSpec
 
 DEFAULT_SEARCH = (280, 330)
+EXPECTED_FRAME = 307  # the reference's t; the BDD10k image is usually this frame, at about 10 s
+NARROW = 10  # first scan: EXPECTED_FRAME +- NARROW
 DEFAULT_MAX_ERROR = 12.0  # grey levels, mean absolute difference at full resolution
 MATCH_FIELDS = ["video_frame", "score", "margin", "rotation_deg"]
 
@@ -51,6 +53,23 @@ class Unusable(FlowprepError):
 
 def split_of(video_id: str) -> str:
     return "val" if zlib.crc32(video_id.encode()) % 8 == 0 else "train"
+
+
+def _luma(frame) -> np.ndarray:
+    """(H, W) float32 grey levels 0..255 of a decoded frame.
+
+    For planar YUV the luma plane is the grey picture: read it in place (no swscale call,
+    which costs several ms per 720p frame while decoder threads share the cores) and map
+    video range (16..235) to full range unless the stream is full range.
+    """
+    name = frame.format.name
+    if name.startswith(("yuv4", "yuvj4")) and frame.format.components[0].bits == 8:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+        if name.startswith("yuvj") or getattr(frame, "color_range", 0) == 2:
+            return y.astype(np.float32)
+        return (y.astype(np.float32) - 16) * np.float32(255 / 219)
+    return frame.to_ndarray(format="gray").astype(np.float32)
 
 
 def _small_grey(rgb_or_grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -68,12 +87,31 @@ class Match:
 
 
 def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, -2, 0),
-                max_error: float = DEFAULT_MAX_ERROR) -> Match:
+                max_error: float = DEFAULT_MAX_ERROR, expected: int = EXPECTED_FRAME) -> Match:
     """Find the frame of `path` that `image` (H, W, 3 RGB) was cut from; raise Unusable if none fits.
 
     Frames are numbered from 0 in decode order (the reference's count), computed
-    from presentation timestamps at the stream's average frame rate.
+    from presentation timestamps at the stream's average frame rate. The scan
+    starts at `expected` +-10 frames (where the image usually is); it widens to the
+    whole `search` window when no frame there passes `max_error` or the best one
+    sits on the narrow window's edge. Decoding cost follows the window: the seek
+    lands on the keyframe before it.
     """
+    lo, hi = search
+    narrow = (max(lo, expected - NARROW), min(hi, expected + NARROW))
+    if narrow[0] <= narrow[1] and narrow != (lo, hi):
+        try:
+            m = _scan(path, image, narrow, offsets, max_error)
+            if narrow[0] < m.frame < narrow[1] or m.frame in (lo, hi):
+                return m
+        except Unusable as e:
+            if e.kind == "unreadable video":
+                raise
+    return _scan(path, image, search, offsets, max_error)
+
+
+def _scan(path, image: np.ndarray, search, offsets, max_error: float) -> Match:
+    """Decode frames search[0] + min(offsets) .. search[1] + max(offsets) and match them."""
     import av
 
     lo_search, hi_search = search
@@ -92,7 +130,7 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
     except (av.error.FFmpegError, OSError) as e:
         raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
     last_seen = -1
-    rotations: list[int] | None = None  # decided on the first window frame: a property of the video
+    rotations: list[int] | None = None  # quarter turns that give the image's orientation
     try:
         with container:
             if not container.streams.video:
@@ -119,16 +157,20 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
                     continue  # decoded (later frames depend on it) but never converted
                 kept[index] = frame
                 if lo_search <= index <= hi_search:
-                    grey = greys[index] = frame.to_ndarray(format="gray")
-                    if rotations is None:  # quarter turns giving the image's orientation (landscape/portrait)
-                        rotations = [k for k in range(4) if (np.rot90(grey, k).shape[0] > np.rot90(grey, k).shape[1]) == (h > w)]
+                    grey = greys[index] = _luma(frame)
+                    if rotations is None:
+                        portrait = grey.shape[0] > grey.shape[1]
+                        rotations = [k for k in range(4) if (portrait != (k % 2 == 1)) == (h > w)]
+                    # Every frame is scored under every candidate rotation: orientation can only be
+                    # judged on the matching frame. Resize first, rotate the small image (cheap).
+                    resized = {}
                     for k in rotations:
-                        err = float(np.abs(_small_grey(np.ascontiguousarray(np.rot90(grey, k)), small) - target).mean())
+                        if k % 2 not in resized:
+                            size = small if k % 2 == 0 else small[::-1]
+                            resized[k % 2] = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+                        err = float(np.abs(np.rot90(resized[k % 2], k) - target).mean())
                         if index not in scores or err < scores[index][0]:
                             scores[index] = (err, k)
-                    if len(rotations) > 1 and len(scores) >= 3:  # orientation settled on the first frames
-                        best_k = min(scores.values())[1]
-                        rotations = [best_k]
     except av.error.FFmpegError as e:
         if not kept and last_seen < 0:
             raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
@@ -145,7 +187,7 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
     for i in (i for i in scores if abs(i - coarse) <= 2):
         rotated = np.rot90(greys[i], rotation)
         if rotated.shape == grey_image.shape:
-            fine[i] = float(np.abs(rotated.astype(np.float32) - grey_image).mean())
+            fine[i] = float(np.abs(rotated - grey_image).mean())
     if not fine:
         raise Unusable("size mismatch", f"{path}: video frames are {greys[coarse].shape[1]}x{greys[coarse].shape[0]}, "
                                         f"the BDD10k image is {w}x{h}")

@@ -138,3 +138,11 @@ def test_older_bdd10k_layout_is_read_too(synth_tiny, truth, tmp_path):
                    "--from-splits", "train,val", "--workers", 1)
     assert result.exit_code == 0, result.output
     assert StoreReader(tmp_path / "o.zarr").complete().all()
+
+
+def test_a_frame_outside_the_first_narrow_scan_is_found_by_widening(synth_tiny, truth):
+    vid = next(v for v, info in truth.items() if info["status"] == "ok")
+    image = cv2.imread(str(synth_tiny / f"bdd100k/images/10k/{truth[vid]['split10k']}/{vid}.jpg"))[..., ::-1]
+    video = next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov"))
+    m = match_video(video, image, search=(260, 315), expected=270)  # first scan 260..280 misses it
+    assert m.frame == truth[vid]["frame"]

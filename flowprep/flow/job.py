@@ -1,0 +1,163 @@
+"""`flowprep flow`: compute the flow pairs of every sample of a store, on CPU workers or GPUs.
+
+Work items are (sample, pair) for complete samples, in a fixed order. `--shard I/N`
+keeps items j with j % N == I, so N machines (a SLURM array, any scheduler) split a
+store between them; within a machine, batches go to whichever worker process (one
+per GPU, or CPU workers for DIS) is free. Each worker writes its items straight
+into the store (pairs own their chunk files). Items already complete are skipped,
+so an interrupted run continues where it stopped.
+
+Validity written with each flow: target in frame; forward-backward consistent
+(the reverse flow is computed too, unless --no-consistency); off the ego vehicle
+(rows the dataset's manifest marks).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import re
+import shlex
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from flowprep.errors import FlowprepError
+from flowprep.flow.validity import validity
+from flowprep.manifest import DATASETS, load_manifest
+from flowprep.store import StoreReader, StoreWriter, add_flow, pair_name
+from flowprep.store.layout import flow_part
+
+_PAIR = re.compile(r"(bwd|fwd):(\d+)(?:@(-?\d+))?\Z")
+
+
+def parse_pairs(spec: str) -> list[tuple[int, int]]:
+    """'bwd:1,fwd:2,bwd:1@-1' -> [(0, -1), (0, 2), (-1, -2)]: (source offset, target offset)."""
+    pairs = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        m = _PAIR.match(part)
+        if not m or int(m.group(2)) == 0:
+            raise FlowprepError(f"flow pair {part!r}: write bwd:K or fwd:K (K >= 1), optionally @S for the frame it "
+                                f"starts from (bwd:1@-1 is t-1 -> t-2)")
+        src = int(m.group(3) or 0)
+        k = int(m.group(2))
+        pairs.append((src, src - k if m.group(1) == "bwd" else src + k))
+    return pairs
+
+
+def default_pairs(offsets: list[int]) -> list[tuple[int, int]]:
+    """The reference's pairs: t -> t-k and, for ACCEL, t-k -> t-2k (k = the gap to the nearest past frame)."""
+    past = sorted((o for o in offsets if o < 0), reverse=True)
+    if not past:
+        raise FlowprepError(f"the store has no frame before t (offsets {offsets}); give --pairs")
+    k = -past[0]
+    return [(0, -k)] + ([(-k, -2 * k)] if -2 * k in offsets else [])
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
+    if not m or not int(m.group(2)) or int(m.group(1)) >= int(m.group(2)):
+        raise FlowprepError(f"--shard {spec!r}: write I/N with 0 <= I < N (e.g. 0/4)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def work_items(reader: StoreReader, pairs: list[str], shard: tuple[int, int] = (0, 1)) -> list[tuple[int, str]]:
+    """(sample, pair) items of this shard, over the samples whose base part is complete."""
+    items = [(i, p) for i in np.flatnonzero(reader.complete()).tolist() for p in pairs]
+    return [item for j, item in enumerate(items) if j % shard[1] == shard[0]]
+
+
+@dataclass
+class EngineSpec:
+    model: str
+    ckpt: str | None = None
+    random_weights: bool = False
+    precision: str = "fp32"
+    tile: tuple[int, int] | None = None
+    overlap: int = 64
+
+
+_worker: dict = {}
+
+
+def _init(store: str, spec: EngineSpec, devices, consistency: bool, ego_row):
+    from flowprep.flow.engines import make_engine
+
+    device = devices.get() if devices is not None else "cpu"
+    if device == "cpu":
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core does better than threads fighting over two
+    _worker.update(engine=make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device=device,
+                                      precision=spec.precision, tile=spec.tile, overlap=spec.overlap),
+                   reader=StoreReader(store), writer=StoreWriter(store), consistency=consistency, ego_row=ego_row)
+
+
+def _process(batch: list[tuple[int, str]]) -> int:
+    reader, writer, engine = _worker["reader"], _worker["writer"], _worker["engine"]
+    flows_meta = reader.flow_pairs
+    first = np.stack([reader.frame(i, flows_meta[p]["from_offset"]) for i, p in batch])
+    second = np.stack([reader.frame(i, flows_meta[p]["to_offset"]) for i, p in batch])
+    if _worker["consistency"]:
+        both = engine(np.concatenate([first, second]), np.concatenate([second, first]))
+        forward, backward = both[:len(batch)], both[len(batch):]
+    else:
+        forward, backward = engine(first, second), [None] * len(batch)
+    for (i, p), fw, bw in zip(batch, forward, backward):
+        writer.write_flow(i, p, fw, validity(fw, bw, _worker["ego_row"]))
+    return len(batch)
+
+
+def _ego_row(dataset: str) -> float | None:
+    """The manifest's ego-vehicle row for a store's dataset (BDDVid uses BDD's; stores of no dataset: none)."""
+    name = {"bddvid": "bdd"}.get(dataset, dataset)
+    return load_manifest(name).ego_row if name in DATASETS else None
+
+
+def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None = None, *, shard=(0, 1), gpus: int = 0,
+             workers: int = 1, batch: int = 1, consistency: bool = True, progress: bool = True) -> dict:
+    reader = StoreReader(store)
+    pairs = pairs or default_pairs(reader.frame_offsets)
+    ego_row = _ego_row(reader.attrs["dataset"])
+    if gpus:
+        import torch
+
+        available = torch.cuda.device_count()
+        if gpus > available:
+            raise FlowprepError(f"--gpus {gpus}: only {available} CUDA device(s) visible")
+    elif spec.model not in ("dis", "dis-fast", "dis-ultrafast") and spec.precision == "fp16":
+        raise FlowprepError("fp16 needs a GPU; use bf16 or fp32 on the CPU")
+    if spec.model not in ("dis", "dis-fast", "dis-ultrafast"):  # fail on weights before any work
+        from flowprep.flow.engines import make_engine
+
+        make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device="cpu",
+                    precision="fp32" if spec.precision == "fp16" else spec.precision, tile=spec.tile)
+    names = [add_flow(store, a, b, provenance={"stage": f"flow {pair_name(a, b)}", "command": shlex.join(sys.argv),
+                                               "engine": spec.model, "weights": "random" if spec.random_weights else spec.ckpt,
+                                               "precision": spec.precision, "consistency": consistency})
+             for a, b in pairs]
+    reader = StoreReader(store)
+    writer = StoreWriter(store)
+    items = [(i, p) for i, p in work_items(reader, names, shard) if not writer.is_complete(i, flow_part(p))]
+    batches = [items[k:k + batch] for k in range(0, len(items), batch)]
+    n_proc = gpus or workers
+    bar = tqdm(total=len(items), desc=f"flow {spec.model}", unit="pair", disable=not progress)
+    if n_proc > 1 and len(batches) > 1:
+        ctx = mp.get_context("spawn")
+        devices = ctx.Queue()
+        for d in range(n_proc):
+            devices.put(f"cuda:{d}" if gpus else "cpu")
+        with ctx.Pool(n_proc, initializer=_init, initargs=(store, spec, devices, consistency, ego_row)) as pool:
+            for done in pool.imap_unordered(_process, batches):
+                bar.update(done)
+    elif batches:
+        queue = None
+        if gpus:
+            queue = mp.get_context("spawn").Queue()
+            queue.put("cuda:0")
+        _init(store, spec, queue, consistency, ego_row)
+        for b in batches:
+            bar.update(_process(b))
+    bar.close()
+    return {"pairs": names, "items": len(items), "shard": list(shard)}
