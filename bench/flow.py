@@ -93,7 +93,7 @@ def gpu_section(device: str, seconds: float, ckpt: str | None, sizes, tile, batc
             return out
 
         base_rate = rate(plain, seconds)
-        del base
+        base = None  # free the baseline before the next models (the closure sees None)
         rows, ref = [], None
         for precision in ("fp32", "fp16", "bf16"):
             if precision == "fp16" and not device.startswith("cuda"):
@@ -108,9 +108,9 @@ def gpu_section(device: str, seconds: float, ckpt: str | None, sizes, tile, batc
             out = engine(a[None], b[None])[0]
             ref = out if precision == "fp32" else ref
             rows.append((precision, r, mem, epe(out, ref, 0), epe(out, truth)))
-            del engine
+            engine = None
         print(f"\nFlowFormer {w}x{h}, tiles {tile[0]}x{tile[1]}, device {device}, weights {ckpt or 'random'}")
-        print(f"| variant | pairs/s | x plain loop | peak GB | EPE change vs fp32 (px) | EPE vs exact (px) |")
+        print("| variant | pairs/s | x plain loop | peak GB | EPE change vs fp32 (px) | EPE vs exact (px) |")
         print("|---|---:|---:|---:|---:|---:|")
         print(f"| plain ptlflow loop, fp32, batch 1 | {base_rate:.2f} | 1.0 | | | |")
         for precision, r, mem, change, err in rows:

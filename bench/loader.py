@@ -108,7 +108,7 @@ def main():
     store = prepare(args.workdir, args.frames)
     reader = StoreReader(store)
     group = zarr.open_group(store, mode="r")
-    zframes, zflow = group["frames"], group["flows/fwd_1"]
+    zframes = group["frames"]
     wd = args.workdir
 
     methods = {

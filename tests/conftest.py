@@ -11,3 +11,37 @@ def synth_tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "raw"
     generate(root, scale="tiny", seed=0, workers=2, progress=False)
     return root
+
+
+_KILLER = """
+import importlib, os, signal, sys
+module, cls, method, after = {module!r}, {cls!r}, {method!r}, {after}
+owner = getattr(importlib.import_module(module), cls)
+original, calls = getattr(owner, method), 0
+def wrapped(*args, **kwargs):
+    global calls
+    calls += 1
+    if calls == after:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+setattr(owner, method, wrapped)
+from flowprep.cli import main
+sys.argv = ["flowprep", *{argv!r}]
+main()
+"""
+
+
+@pytest.fixture
+def run_killed():
+    """Run `flowprep ARGV` in a subprocess that SIGKILLs itself on the `after`-th call of `target`
+    ("module:Class.method"), as a crash or an OOM kill would; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    def run(target: str, after: int, *argv):
+        module, rest = target.split(":")
+        cls, method = rest.split(".")
+        script = _KILLER.format(module=module, cls=cls, method=method, after=after, argv=[str(a) for a in argv])
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    return run

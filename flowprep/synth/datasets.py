@@ -14,7 +14,6 @@ BDD10k image was cut from, and which ids are broken on purpose.
 
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,12 +1,7 @@
 """`flowprep flow`: DIS flow against exact truth, stored encoding, warping, shards, resume, weights errors."""
 
-import json
 import signal
-import subprocess
-import sys
-import textwrap
 
-import cv2
 import numpy as np
 import pytest
 
@@ -100,26 +95,10 @@ def test_two_shards_and_two_workers_fill_the_store(fresh_store):
     assert r.complete("flow_bwd_1").all() and r.complete("flow_fwd_1").all()
 
 
-KILL = textwrap.dedent("""
-    import os, signal, sys
-    from flowprep.store.writer import StoreWriter
-    original, count = StoreWriter.write_flow, 0
-    def write_flow(self, *a, **k):
-        global count
-        count += 1
-        if count == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, *a, **k)
-    StoreWriter.write_flow = write_flow
-    from flowprep.cli import main
-    sys.argv = ["flowprep", "flow", {store!r}, "--model", "dis", "--pairs", "bwd:1,bwd:2"]
-    main()
-""")
-
-
-def test_a_killed_flow_job_resumes(fresh_store):
-    proc = subprocess.run([sys.executable, "-c", KILL.format(store=str(fresh_store))], capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL
+def test_a_killed_flow_job_resumes(fresh_store, run_killed):
+    proc = run_killed("flowprep.store.writer:StoreWriter.write_flow", 3,
+                      "flow", fresh_store, "--model", "dis", "--pairs", "bwd:1,bwd:2")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     r = StoreReader(fresh_store)
     assert r.complete("flow_bwd_1").sum() + r.complete("flow_bwd_2").sum() == 2
     result = flow_cli(fresh_store, "--model", "dis", "--pairs", "bwd:1,bwd:2")

@@ -1,11 +1,7 @@
 """`flowprep ingest` on the synthetic replicas: samples, offsets, label maps, split files, reports, resume."""
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import textwrap
 
 import cv2
 import numpy as np
@@ -14,8 +10,7 @@ from click.testing import CliRunner
 
 from flowprep.cli import cli
 from flowprep.errors import FlowprepError
-from flowprep.ingest.frames import parse_split_file, plan_frames
-from flowprep.ingest.runner import run_plan
+from flowprep.ingest.frames import parse_split_file
 from flowprep.manifest import load_manifest
 from flowprep.store import StoreReader
 from flowprep.store.verify import verify_store
@@ -140,29 +135,11 @@ def test_nothing_usable_and_bad_arguments_exit_2(synth_tiny, tmp_path):
     assert result.exit_code == 2 and "must include 0" in result.output
 
 
-KILL_AFTER = textwrap.dedent("""
-    import os, signal, sys
-    from flowprep.store.writer import StoreWriter
-    original = StoreWriter.write_sample
-    count = 0
-    def write_sample(self, *args, **kwargs):
-        global count
-        count += 1
-        if count == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(self, *args, **kwargs)
-    StoreWriter.write_sample = write_sample
-    from flowprep.cli import main
-    sys.argv = ["flowprep", "ingest", "viper", "--root", {root!r}, "--out", {out!r}, "--workers", "1"]
-    main()
-""")
-
-
-def test_a_killed_ingest_resumes_to_the_same_store(synth_tiny, tmp_path):
+def test_a_killed_ingest_resumes_to_the_same_store(synth_tiny, tmp_path, run_killed):
     out = tmp_path / "killed.zarr"
-    proc = subprocess.run([sys.executable, "-c", KILL_AFTER.format(root=str(synth_tiny), out=str(out))],
-                          capture_output=True, text=True)
-    assert proc.returncode == -signal.SIGKILL
+    proc = run_killed("flowprep.store.writer:StoreWriter.write_sample", 3,
+                      "ingest", "viper", "--root", synth_tiny, "--out", out, "--workers", 1)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert StoreReader(out).complete().sum() == 2
     result = ingest("viper", "--root", synth_tiny, "--out", out, "--workers", 1)
     assert result.exit_code == 0 and "(2 written now)" in result.output
