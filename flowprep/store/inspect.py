@@ -76,20 +76,21 @@ def format_description(d: dict) -> str:
         f"frames       offsets {d['frame_offsets']} relative to the labelled frame t; labels at {d['label_offsets']}",
         f"samples      {d['samples']} (e.g. {', '.join(d['first_sample_ids'])})",
     ]
+    width = max(11, *(len(p) + 2 for p in d["parts"]))  # names like flow_bwd_1_at_m1 must not run into the text
     for part, c in d["parts"].items():
-        lines.append(f"  {part:<11}{c['complete']} complete, {c['incomplete']} incomplete")
+        lines.append(f"  {part:<{width}}{c['complete']} complete, {c['incomplete']} incomplete")
     if d["flows"]:
         lines.append("flows")
         for name, f in d["flows"].items():
-            lines.append(f"  {name:<11}t{f['from_offset']:+d} -> t{f['to_offset']:+d} ({f['direction']}, k={f['distance']}, "
+            lines.append(f"  {name:<{width}}t{f['from_offset']:+d} -> t{f['to_offset']:+d} ({f['direction']}, k={f['distance']}, "
                          f"stored at t{f['stored_at']:+d}, {f['units']}, int16 x {f['encoding']['scale']})")
-    header = f"{'array':<22}{'shape':<28}{'dtype':<8}{'chunks':<26}{'codecs':<12}{'on disk':>10}"
+    header = f"{'array':<28}{'shape':<28}{'dtype':<8}{'chunks':<26}{'codecs':<12}{'on disk':>10}"
     lines += ["", header, "-" * len(header)]
     for a in d["arrays"]:
-        lines.append(f"{a['path']:<22}{str(tuple(a['shape'])):<28}{a['dtype']:<8}{str(tuple(a['chunks'])):<26}"
+        lines.append(f"{a['path']:<28}{str(tuple(a['shape'])):<28}{a['dtype']:<8}{str(tuple(a['chunks'])):<26}"
                      f"{'+'.join(a['codecs']):<12}{_size(a['bytes_on_disk']):>10}")
     total = sum(a["bytes_on_disk"] for a in d["arrays"])
-    lines.append(f"{'total':<96}{_size(total):>10}")
+    lines.append(f"{'total':<102}{_size(total):>10}")
     if d["provenance"]:
         lines += ["", "provenance"]
         for i, p in enumerate(d["provenance"], 1):

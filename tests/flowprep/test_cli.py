@@ -36,8 +36,8 @@ def test_inspect_describes_the_store(tmp_path):
     result = run("inspect", str(w.path))
     assert result.exit_code == 0, result.output
     assert "synthetic / train" in result.output
-    assert "base       3 complete, 2 incomplete" in result.output
-    assert "bwd_1      t+0 -> t-1 (backward, k=1" in result.output
+    assert "base        3 complete, 2 incomplete" in result.output
+    assert "bwd_1       t+0 -> t-1 (backward, k=1" in result.output
     d = json.loads(run("inspect", "--json", str(w.path)).output)
     frames = next(a for a in d["arrays"] if a["path"] == "frames")
     assert frames["shape"] == [5, 3, 24, 40, 3] and frames["zero_copy"] and frames["files"] == 1 + 3 * 3
