@@ -1,0 +1,28 @@
+"""Segmentation models by name: plain nn.Modules, a simple name -> constructor table.
+
+Every model maps (B, 3, H, W) normalised RGB to logits (B, num_classes, H/s, W/s)
+with s = `model.output_stride` (8 for DeepLabV2, 4 for DAFormer), and exposes
+`model.backbone` and `model.features(x)` (the last backbone stage).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from vdatrain.models.daformer import DAFormer
+from vdatrain.models.deeplabv2 import DeepLabV2
+
+MODELS = {
+    "deeplabv2_r101": partial(DeepLabV2, depth=101, stem="deep"),  # the paper's DeepLabV2 (ResNet-101-v1c)
+    "deeplabv2_r101_tv": partial(DeepLabV2, depth=101, stem="plain"),  # with torchvision's resnet101 weights
+    "deeplabv2_r50": partial(DeepLabV2, depth=50, stem="deep"),
+    "deeplabv2_r18": partial(DeepLabV2, depth=18, stem="deep"),  # CPU demos and tests
+    "daformer_mitb5": partial(DAFormer, variant="mit_b5"),  # the paper's SegFormer MiT-B5 + DAFormer head
+    "daformer_mitb0": partial(DAFormer, variant="mit_b0"),  # CPU demos and tests
+}
+
+
+def build_model(name: str, num_classes: int = 19):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
+    return MODELS[name](num_classes=num_classes)

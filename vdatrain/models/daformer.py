@@ -1,0 +1,107 @@
+"""DAFormer: MiT encoder + DAFormer decoder head with context-aware feature fusion.
+
+Head: each encoder stage is embedded to 256 channels by a linear layer, upsampled
+to stride 4 and concatenated (4 x 256); the fusion is ASPP-like with depthwise-
+separable 3x3 convs at dilations 6/12/18 beside a 1x1 branch, then a 3x3 bottleneck
+conv (all with BatchNorm and ReLU); dropout 0.1 and a 1x1 classifier. HRDA's
+scale-attention head on DAFormer is the same head with a 1x1 fusion
+(`fusion="conv1x1"`). Submodule names follow the released DAFormer/HRDA heads.
+
+    x (B, 3, H, W) normalised RGB -> logits (B, num_classes, ceil(H/4), ceil(W/4))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vdatrain.models.mit import MixVisionTransformer
+
+
+class ConvModule(nn.Module):
+    """conv -> BatchNorm -> ReLU, named as mmcv's ConvModule (`conv`, `bn`)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1, groups: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, 1, dilation * (kernel // 2), dilation, groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class SeparableConvModule(nn.Module):
+    """Depthwise 3x3 (dilated) then pointwise 1x1, each with BN + ReLU (mmcv's DepthwiseSeparableConvModule)."""
+
+    def __init__(self, cin: int, cout: int, dilation: int):
+        super().__init__()
+        self.depthwise_conv = ConvModule(cin, cin, 3, dilation, groups=cin)
+        self.pointwise_conv = ConvModule(cin, cout, 1)
+
+    def forward(self, x):
+        return self.pointwise_conv(self.depthwise_conv(x))
+
+
+class ASPPFusion(nn.Module):
+    """(B, cin, h, w) -> (B, cout, h, w): 1x1 branch and separable 3x3 branches at `dilations`, concatenated,
+    then a 3x3 bottleneck conv."""
+
+    def __init__(self, cin: int, cout: int, dilations=(1, 6, 12, 18)):
+        super().__init__()
+        self.aspp_modules = nn.ModuleList(ConvModule(cin, cout, 1) if d == 1 else SeparableConvModule(cin, cout, d)
+                                          for d in dilations)
+        self.bottleneck = ConvModule(len(dilations) * cout, cout, 3)
+
+    def forward(self, x):
+        return self.bottleneck(torch.cat([m(x) for m in self.aspp_modules], 1))
+
+
+class LinearEmbed(nn.Module):
+    """(B, C, h, w) -> (B, dim, h, w) by a linear layer on each position."""
+
+    def __init__(self, cin: int, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(cin, dim)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        return self.proj(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(b, -1, h, w)
+
+
+class DAFormerHead(nn.Module):
+    """[(B, c_i, h_i, w_i)] x 4 -> (B, num_classes, h_1, w_1)."""
+
+    def __init__(self, in_channels: list[int], num_classes: int, embed: int = 256, fusion: str = "aspp",
+                 dropout: float = 0.1):
+        super().__init__()
+        self.embed_layers = nn.ModuleDict({str(i): LinearEmbed(c, embed) for i, c in enumerate(in_channels)})
+        if fusion == "aspp":
+            self.fuse_layer = ASPPFusion(len(in_channels) * embed, embed)
+        elif fusion == "conv1x1":
+            self.fuse_layer = ConvModule(len(in_channels) * embed, embed, 1)
+        else:
+            raise ValueError(f"fusion {fusion!r}: choose 'aspp' or 'conv1x1'")
+        self.dropout = nn.Dropout2d(dropout)
+        self.conv_seg = nn.Conv2d(embed, num_classes, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        size = feats[0].shape[-2:]
+        embedded = [F.interpolate(self.embed_layers[str(i)](f), size=size, mode="bilinear", align_corners=False)
+                    if i else self.embed_layers[str(i)](f) for i, f in enumerate(feats)]
+        return self.conv_seg(self.dropout(self.fuse_layer(torch.cat(embedded, 1))))
+
+
+class DAFormer(nn.Module):
+    def __init__(self, num_classes: int = 19, variant: str = "mit_b5", drop_path: float = 0.1):
+        super().__init__()
+        self.backbone = MixVisionTransformer(variant, drop_path)
+        self.head = DAFormerHead(self.backbone.out_channels, num_classes)
+        self.output_stride = 4
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> last-stage features (B, d4, H/32, W/32), for the ImageNet feature distance."""
+        return self.backbone(x)[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

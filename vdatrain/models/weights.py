@@ -1,0 +1,73 @@
+"""Load ImageNet backbone weights in the formats users have, with strict key checking.
+
+Formats, told apart by their keys:
+- mmcv ResNet-v1c (`resnet101_v1c-*.pth`): `stem.{0,1,3,4,6,7}.*`, `layer{1..4}.*`;
+- torchvision ResNet (`resnet101-*.pth`): `conv1.*`, `bn1.*`, `layer{1..4}.*`, `fc.*` (classifier, dropped);
+- SegFormer MiT (`mit_b5.pth`): `patch_embed{1..4}.*`, `block{1..4}.*`, `norm{1..4}.*`, `head.*` (dropped).
+Wrappers (`state_dict`, `model`) and prefixes (`module.`, `backbone.`) are unwrapped.
+Anything else that does not match the backbone exactly is an error that lists the keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CLASSIFIER_PREFIXES = ("fc.", "head.")
+
+
+class WeightsError(ValueError):
+    """A checkpoint that does not fit; the message names the file and the keys."""
+
+
+def _unwrap(ckpt) -> dict:
+    for key in ("state_dict", "model"):
+        if isinstance(ckpt, dict) and key in ckpt and isinstance(ckpt[key], dict):
+            ckpt = ckpt[key]
+    if not isinstance(ckpt, dict):
+        raise WeightsError("no state dict inside")
+    for prefix in ("module.", "backbone."):
+        if ckpt and all(k.startswith(prefix) for k in ckpt):
+            ckpt = {k[len(prefix):]: v for k, v in ckpt.items()}
+    return ckpt
+
+
+def detect_format(state: dict) -> str:
+    if any(k.startswith("stem.") for k in state):
+        return "mmcv-resnet-v1c"
+    if "conv1.weight" in state:
+        return "torchvision-resnet"
+    if any(k.startswith("patch_embed1.") for k in state):
+        return "segformer-mit"
+    return "unknown"
+
+
+def _few(keys) -> str:
+    keys = sorted(keys)
+    return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
+
+def load_backbone(backbone: torch.nn.Module, path) -> str:
+    """Load `path` into `backbone` strictly (classifier weights excepted); returns the detected format."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        state = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
+    except WeightsError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    except Exception as e:  # torch.load raises many types for files that are not checkpoints
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    fmt = detect_format(state)
+    state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
+    own = {k: v for k, v in backbone.state_dict().items() if "num_batches_tracked" not in k}
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state)
+              if state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
+        raise WeightsError(f"{path} ({fmt} keys) does not fit {type(backbone).__name__}: " + "; ".join(parts))
+    backbone.load_state_dict(state, strict=False)  # num_batches_tracked counters are not weights
+    return fmt
