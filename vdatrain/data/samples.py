@@ -1,0 +1,101 @@
+"""Training samples from a flowprep store: one crop per sample, shared by its frames, label, flows and masks.
+
+Deterministic: the crop of sample k in epoch e depends only on (seed, e, k), so a
+resumed run and any number of DataLoader workers see the same data. Workers
+receive a reader that pickles as its store path and maps chunk files themselves
+(safe with fork and spawn). Store views are read-only; every array returned here
+is a fresh copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from flowprep.store import StoreReader
+from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_mask, random_box
+
+IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RGB, 0..255
+IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
+
+
+@dataclass
+class SampleSpec:
+    store: str
+    crop: tuple[int, int] = (512, 512)  # (h, w) after resizing
+    scale: float = 1.0  # resize factor applied before cropping (VIPER 4/3, Synthia 2 in the paper)
+    offsets: tuple[int, ...] = (0,)  # frames returned, relative to the labelled frame t
+    flows: tuple[str, ...] = ()  # stored flow pairs returned (with their validity)
+    max_class_ratio: float | None = None  # source crops: retry until no class covers more than this
+    crop_retries: int = 10
+    flip_p: float = 0.5
+    margins: bool = False  # return the pseudo-label margin mask (Cityscapes targets)
+    seed: int = 0
+    labels: bool = True  # False for unlabelled target training samples
+
+
+def normalise(rgb: np.ndarray) -> torch.Tensor:
+    """(h, w, 3) uint8 RGB -> (3, h, w) float32, ImageNet mean/std."""
+    return torch.from_numpy(((rgb.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
+
+
+class StoreSamples(torch.utils.data.Dataset):
+    """Item k -> dict:
+    - "image": (F, 3, h, w) float32, normalised, frames in `offsets` order
+    - "label": (h, w) int64 trainIds, 255 = ignore (if `labels`)
+    - "flow/<pair>": (2, h, w) float32 pixels (u, v) in crop coordinates; "valid/<pair>": (h, w) bool
+    - "margin": (h, w) float32 1/0 (if `margins`)
+    - "index", "id", "box": the store sample and the crop (scale, y0, x0, h, w, flip)
+    """
+
+    def __init__(self, spec: SampleSpec):
+        self.spec = spec
+        self.reader = StoreReader(spec.store)
+        usable = self.reader.complete()
+        for pair in spec.flows:
+            usable &= self.reader.complete(f"flow_{pair}")
+        self.indices = np.flatnonzero(usable).tolist()
+        self.epoch = 0
+        self._margin = margin_mask(self.reader.resolution) if spec.margins else None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def box(self, k: int) -> CropBox:
+        """The crop of item k this epoch (retrying source crops on the class-ratio rule)."""
+        s, r = self.spec, self.reader
+        rng = np.random.default_rng([s.seed, self.epoch, k])
+        box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
+        if s.max_class_ratio is None or not s.labels:
+            return box
+        for _ in range(s.crop_retries):
+            window = box.native_window(*r.resolution)
+            label = box.sample(r.label(self.indices[k], 0, window), window, nearest=True)
+            if class_ratio_ok(label, s.max_class_ratio):
+                break
+            box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
+        return box
+
+    def __getitem__(self, k: int) -> dict:
+        s, r, i = self.spec, self.reader, self.indices[k]
+        box = self.box(k)
+        window = box.native_window(*r.resolution)
+        out = {
+            "image": torch.stack([normalise(box.sample(r.frame(i, o, window), window)) for o in s.offsets]),
+            "index": i, "id": r.sample_ids[i],
+            "box": (box.scale, box.y0, box.x0, box.h, box.w, box.flip),
+        }
+        if s.labels:
+            out["label"] = torch.from_numpy(box.sample(r.label(i, 0, window), window, nearest=True).astype(np.int64))
+        for pair in s.flows:
+            out[f"flow/{pair}"] = torch.from_numpy(box.flow(r.flow(i, pair, window), window).transpose(2, 0, 1).copy())
+            out[f"valid/{pair}"] = torch.from_numpy(box.sample(r.flow_valid(i, pair, window), window, nearest=True))
+        if self._margin is not None:
+            y0, y1, x0, x1 = window
+            out["margin"] = torch.from_numpy(box.sample(self._margin[y0:y1, x0:x1], window, nearest=True))
+        return out
