@@ -1,0 +1,65 @@
+"""Recipes are validated before anything runs; every error names the dotted key."""
+
+import pytest
+
+from flowprep.store import StoreSpec, create_store
+from vdatrain.recipe import RecipeError, check_paths, load_recipe
+
+GOOD = """
+name: source-only-viper-to-cs
+model: {name: deeplabv2_r18, num_classes: 19}
+source: {store: STORE, crop: [64, 64], scale: 1.5, max_class_ratio: 0.75}
+eval: {store: STORE, classes: viper, protocol: unifiedvideoda, window: [64, 128], stride: [32, 64]}
+train: {iters: 10, precision: bf16}
+"""
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_valid_recipe_loads_with_defaults(tmp_path):
+    r = load_recipe(_write(tmp_path, GOOD))
+    assert r.source.crop == (64, 64) and r.source.scale == 1.5 and r.source.offsets == [0]
+    assert r.eval.protocol == "unifiedvideoda" and r.optim.lr == 6e-5 and r.optim.betas == (0.9, 0.999)
+    assert r.train.iters == 10 and r.target is None
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("train: {iters: 10, precision: bf16}", "train: {iters: 10, itres: 5}"), "train.itres: unknown key"),
+    (("train: {iters: 10, precision: bf16}", "train: {iters: ten}"), "train.iters: expected int, got 'ten'"),
+    (("train: {iters: 10, precision: bf16}", "train: {precision: fp8}"), "train.precision: 'fp8' is not one of"),
+    (("crop: [64, 64]", "crop: [64]"), "source.crop: expected 2 values, got 1"),
+    (("max_class_ratio: 0.75}", "max_class_ratio: 0.75, margins: 'False'}"), "source.margins: expected true or false, got 'False'"),
+    (("name: source-only-viper-to-cs\n", ""), "name: required"),
+    (("eval: {store: STORE,", "evaluation: {store: STORE,"), "evaluation: unknown key"),
+])
+def test_bad_recipes_name_the_key(tmp_path, edit, message):
+    old, new = edit
+    assert old in GOOD
+    with pytest.raises(RecipeError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        load_recipe(_write(tmp_path, GOOD.replace(old, new)))
+
+
+def test_overrides_are_validated_like_the_file(tmp_path):
+    path = _write(tmp_path, GOOD)
+    r = load_recipe(path, ["train.iters=200", "source.flows=[bwd_1]", "optim.grad_clip=10"])
+    assert r.train.iters == 200 and r.source.flows == ["bwd_1"] and r.optim.grad_clip == 10.0
+    with pytest.raises(RecipeError, match="train.iters: expected int, got 'many'"):
+        load_recipe(path, ["train.iters=many"])
+    with pytest.raises(RecipeError, match="write key=value"):
+        load_recipe(path, ["train.iters"])
+
+
+def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
+    r = load_recipe(_write(tmp_path, GOOD.replace("STORE", str(tmp_path / "missing.zarr"))))
+    with pytest.raises(RecipeError, match=r"source.store: .*missing.zarr: no store here"):
+        check_paths(r)
+    store = tmp_path / "s.zarr"
+    create_store(store, StoreSpec(dataset="x", split="train", classes=["a", "b"], height=8, width=8, sample_ids=["0"]))
+    r = load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store))), ["model.pretrained=/nowhere/r18.pth"])
+    with pytest.raises(RecipeError, match="model.pretrained: /nowhere/r18.pth: file not found"):
+        check_paths(r)
+    check_paths(load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store)))))  # all present: no error

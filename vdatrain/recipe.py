@@ -1,0 +1,190 @@
+"""Recipes: YAML validated against a typed schema before anything runs.
+
+A recipe is data. `load_recipe` reads YAML, applies `--set key=value` overrides
+(dotted keys, values parsed as YAML), and builds the dataclasses below, checking
+every value against its annotation. An unknown key, a missing required key or a
+wrong type is a `RecipeError` naming the dotted key; booleans must be real YAML
+booleans (the reference's `type=bool` flags read "False" as true). `check_paths`
+then makes sure every store and weight file exists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe problem; the message names the file and the dotted key."""
+
+
+@dataclass
+class DataSpec:
+    store: str  # a flowprep store
+    crop: tuple[int, int] = (512, 512)  # (h, w) after resizing
+    scale: float = 1.0  # resize before cropping (VIPER 4/3, Synthia 2)
+    offsets: list[int] = field(default_factory=lambda: [0])
+    flows: list[str] = field(default_factory=list)
+    max_class_ratio: Optional[float] = None  # source crops: 0.75 in the paper
+    margins: bool = False  # pseudo-label margin mask (Cityscapes targets)
+
+
+@dataclass
+class ModelSpec:
+    name: str = "deeplabv2_r101"
+    num_classes: int = 19
+    pretrained: Optional[str] = None  # ImageNet backbone weights (local file)
+
+
+@dataclass
+class OptimSpec:
+    lr: float = 6e-5
+    head_lr_mult: float = 10.0
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_iters: int = 1500
+    warmup_start_lr: float = 1e-6
+    grad_clip: Optional[float] = None
+
+
+@dataclass
+class TrainSpec:
+    iters: int = 40000
+    batch_size: int = 2
+    workers: int = 4
+    seed: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: int = 50
+    eval_every: int = 4000
+    checkpoint_every: int = 2000
+
+
+@dataclass
+class EvalSpec:
+    store: str
+    classes: Literal["all19", "viper", "synthia-seq"] = "all19"
+    protocol: Literal["standard", "unifiedvideoda"] = "standard"
+    window: tuple[int, int] = (1024, 1024)
+    stride: tuple[int, int] = (512, 512)
+
+
+@dataclass
+class Recipe:
+    name: str
+    model: ModelSpec
+    source: DataSpec
+    eval: EvalSpec
+    target: Optional[DataSpec] = None
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+
+def _check(value, annotation, key: str):
+    """Return `value` converted to `annotation` (tuples from lists, ints as floats), or raise naming `key`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check(value, inner, key)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise RecipeError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _build(annotation, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise RecipeError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise RecipeError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and len(args) != len(value) and not (len(args) == 2 and args[1] is Ellipsis):
+            raise RecipeError(f"{key}: expected {len(args)} values, got {len(value)}")
+        inner = args if origin is tuple else args * len(value)
+        items = [_check(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, inner))]
+        return tuple(items) if origin is tuple else items
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise RecipeError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise RecipeError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation in (int, str):
+        if isinstance(value, bool) or not isinstance(value, annotation):
+            raise RecipeError(f"{key}: expected {annotation.__name__}, got {value!r}")
+        return value
+    raise RecipeError(f"{key}: unsupported schema type {annotation}")
+
+
+def _build(cls, data: dict, prefix: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise RecipeError(f"{where}{unknown[0]}: unknown key (known here: {', '.join(fields)})")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            values[name] = _check(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise RecipeError(f"{key}: required")
+    return cls(**values)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """'train.iters=100' -> data["train"]["iters"] = 100 (the value parsed as YAML)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: write key=value (e.g. train.iters=100)")
+    key, raw = assignment.split("=", 1)
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {key}: {p} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_recipe(path, overrides: list[str] = ()) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return _build(Recipe, data, "")
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+
+
+def check_paths(recipe: Recipe) -> None:
+    """Every store opens as a flowprep store and every weight file exists; errors name the key."""
+    from flowprep.errors import StoreError
+    from flowprep.store import StoreReader
+
+    stores = [("source.store", recipe.source.store), ("eval.store", recipe.eval.store)]
+    if recipe.target:
+        stores.append(("target.store", recipe.target.store))
+    for key, store in stores:
+        try:
+            StoreReader(store)
+        except StoreError as e:
+            raise RecipeError(f"{key}: {e}") from None
+    if recipe.model.pretrained and not Path(recipe.model.pretrained).is_file():
+        raise RecipeError(f"model.pretrained: {recipe.model.pretrained}: file not found")
