@@ -66,24 +66,29 @@ class StoreSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def box(self, k: int) -> CropBox:
-        """The crop of item k this epoch (retrying source crops on the class-ratio rule)."""
+    def box(self, k: int) -> tuple[CropBox, np.ndarray | None]:
+        """The crop of item k this epoch, and its label when the class-ratio search already read it.
+
+        Source crops are redrawn (up to `crop_retries` times) until no class covers more than
+        `max_class_ratio`; if none qualifies the last checked draw is kept (mmseg uses one more,
+        unchecked draw).
+        """
         s, r = self.spec, self.reader
         rng = np.random.default_rng([s.seed, self.epoch, k])
         box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         if s.max_class_ratio is None or not s.labels:
-            return box
-        for _ in range(s.crop_retries):
+            return box, None
+        for attempt in range(s.crop_retries):
             window = box.native_window(*r.resolution)
             label = box.sample(r.label(self.indices[k], 0, window), window, nearest=True)
-            if class_ratio_ok(label, s.max_class_ratio):
-                break
+            if class_ratio_ok(label, s.max_class_ratio) or attempt == s.crop_retries - 1:
+                return box, label
             box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
-        return box
+        return box, None
 
     def __getitem__(self, k: int) -> dict:
         s, r, i = self.spec, self.reader, self.indices[k]
-        box = self.box(k)
+        box, label = self.box(k)
         window = box.native_window(*r.resolution)
         out = {
             "image": torch.stack([normalise(box.sample(r.frame(i, o, window), window)) for o in s.offsets]),
@@ -91,7 +96,9 @@ class StoreSamples(torch.utils.data.Dataset):
             "box": (box.scale, box.y0, box.x0, box.h, box.w, box.flip),
         }
         if s.labels:
-            out["label"] = torch.from_numpy(box.sample(r.label(i, 0, window), window, nearest=True).astype(np.int64))
+            if label is None:
+                label = box.sample(r.label(i, 0, window), window, nearest=True)
+            out["label"] = torch.from_numpy(label.astype(np.int64))
         for pair in s.flows:
             out[f"flow/{pair}"] = torch.from_numpy(box.flow(r.flow(i, pair, window), window).transpose(2, 0, 1).copy())
             out[f"valid/{pair}"] = torch.from_numpy(box.sample(r.flow_valid(i, pair, window), window, nearest=True))
