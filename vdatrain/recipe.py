@@ -49,7 +49,7 @@ class OptimSpec:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_iters: int = 1500
-    warmup_start_lr: float = 1e-6
+    warmup_ratio: float = 1e-6  # mmseg's: the warm-up starts at this fraction of each group's rate
     grad_clip: Optional[float] = None
 
 
