@@ -1,0 +1,35 @@
+"""Sliding-window inference: mmseg's window layout, exact stitching, averaging of overlaps."""
+
+import torch
+
+from vdatrain.inference import slide_logits, window_grid
+
+
+def test_window_layout_matches_mmseg():
+    # Cityscapes: 1024x2048 with 1024 windows at stride 512 -> one row of three windows
+    assert window_grid(1024, 2048, (1024, 1024), (512, 512)) == [(0, 1024, 0, 1024), (0, 1024, 512, 1536), (0, 1024, 1024, 2048)]
+    # BDD: 720x1280 with 720 windows at stride 360 -> 2 + ceil(560 / 360) = 3 columns, the last flush right
+    assert window_grid(720, 1280, (720, 720), (360, 360)) == [(0, 720, 0, 720), (0, 720, 360, 1080), (0, 720, 560, 1280)]
+    # smaller than the window: one clipped window
+    assert window_grid(100, 150, (512, 512), (256, 256)) == [(0, 100, 0, 150)]
+
+
+def test_stitching_is_exact_for_a_position_preserving_model():
+    image = torch.randn(2, 3, 70, 130)
+    identity = lambda x: x.repeat(1, 2, 1, 1)[:, :5]  # 5 "classes" copied from the input channels
+    out = slide_logits(identity, image, 5, (32, 48), (16, 24))
+    torch.testing.assert_close(out[:, :3], image)
+    torch.testing.assert_close(out[:, 3:5], image[:, :2])
+
+
+def test_overlapping_windows_are_averaged_and_low_resolution_logits_upsampled():
+    calls = []
+
+    def model(x):  # logits at stride 4, constant per window: the window's index
+        calls.append(x.shape[-2:])
+        return torch.full((x.shape[0], 1, x.shape[2] // 4, x.shape[3] // 4), float(len(calls) - 1))
+
+    out = slide_logits(model, torch.zeros(1, 3, 32, 64), 1, (32, 32), (32, 16))
+    assert len(calls) == 3 and all(tuple(s) == (32, 32) for s in calls)
+    # windows at x 0-32, 16-48, 32-64: columns 16-32 average windows 0 and 1, 32-48 windows 1 and 2
+    assert out[0, 0, 0, 0] == 0 and out[0, 0, 0, 20] == 0.5 and out[0, 0, 0, 40] == 1.5 and out[0, 0, 0, 60] == 2
