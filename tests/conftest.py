@@ -25,23 +25,24 @@ def wrapped(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return original(*args, **kwargs)
 setattr(owner, method, wrapped)
-from flowprep.cli import main
-sys.argv = ["flowprep", *{argv!r}]
+from {program}.cli import main
+sys.argv = [{program!r}, *{argv!r}]
 main()
 """
 
 
 @pytest.fixture
 def run_killed():
-    """Run `flowprep ARGV` in a subprocess that SIGKILLs itself on the `after`-th call of `target`
+    """Run `flowprep ARGV` (or `program`) in a subprocess that SIGKILLs itself on the `after`-th call of `target`
     ("module:Class.method"), as a crash or an OOM kill would; returns the CompletedProcess."""
     import subprocess
     import sys
 
-    def run(target: str, after: int, *argv):
+    def run(target: str, after: int, *argv, program: str = "flowprep"):
         module, rest = target.split(":")
         cls, method = rest.split(".")
-        script = _KILLER.format(module=module, cls=cls, method=method, after=after, argv=[str(a) for a in argv])
+        script = _KILLER.format(module=module, cls=cls, method=method, after=after, argv=[str(a) for a in argv],
+                                program=program)
         return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
     return run

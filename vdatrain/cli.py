@@ -1,16 +1,75 @@
-"""`vdatrain` command line. torch is imported inside commands so `--help` stays quick."""
+"""`vdatrain` command line. torch is imported inside commands so `--help` stays quick.
+
+Exit status: 0 success; 2 bad arguments, recipe or input (one line naming the key or file).
+"""
 
 from __future__ import annotations
+
+import json
+import platform
+import shlex
+import subprocess
+import sys
 
 import click
 
 from vdatrain import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Turns recipe, store and weights errors into a one-line message and exit status 2."""
+
+    def invoke(self, ctx):
+        from flowprep.errors import FlowprepError
+        from vdatrain.models.weights import WeightsError
+        from vdatrain.recipe import RecipeError
+
+        try:
+            return super().invoke(ctx)
+        except (RecipeError, FlowprepError, WeightsError) as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vdatrain")
 def cli():
     """Train and evaluate domain-adaptive video semantic segmentation on flowprep stores."""
+
+
+def _git_revision() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=__file__.rsplit("/", 2)[0]).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+@cli.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value, e.g. --set train.iters=100 (validated like the file).")
+@click.option("--run-dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Where checkpoints and logs go (default: runs/<recipe name>). An existing run resumes.")
+def fit(recipe, overrides, run_dir):
+    """Train the model of RECIPE (YAML); a killed run resumes exactly from its last checkpoint."""
+    from pathlib import Path
+
+    import torch
+
+    from vdatrain.recipe import check_paths, load_recipe
+    from vdatrain.train import fit as run_fit
+
+    r = load_recipe(recipe, list(overrides))
+    check_paths(r)
+    run_dir = Path(run_dir or f"runs/{r.name}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps({
+        "command": shlex.join(sys.argv), "vdatrain": __version__, "torch": torch.__version__,
+        "python": platform.python_version(), "git": _git_revision()}, indent=2))
+    records = run_fit(r, run_dir, progress=sys.stderr.isatty())
+    last = records[-1] if records else None
+    click.echo(f"{run_dir}: " + (f"iteration {last['iteration']}, loss {last['loss']:.4f}" if last else "already complete"))
 
 
 def main():
