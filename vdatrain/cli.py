@@ -72,5 +72,40 @@ def fit(recipe, overrides, run_dir):
     click.echo(f"{run_dir}: " + (f"iteration {last['iteration']}, loss {last['loss']:.4f}" if last else "already complete"))
 
 
+@cli.command("eval")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False, exists=True, path_type=str),
+              help="A checkpoint written by `vdatrain fit` (its run folder's checkpoint.pt).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
+@click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for per_class.csv, per_class.md, results.json, confusion.npy (default: next to --ckpt).")
+def evaluate_cmd(recipe, ckpt, overrides, out):
+    """Evaluate a checkpoint on the recipe's eval store: sliding windows, mIoU under both protocols.
+
+    The standard protocol excludes pixels labelled with a non-evaluated class; the
+    reference's ("unifiedvideoda", the paper's numbers) also excludes pixels predicted
+    as one. The recipe's eval.protocol is the one printed first.
+    """
+    from pathlib import Path
+
+    import torch
+
+    from vdatrain.evaluate import evaluate, markdown, report
+    from vdatrain.models import build_model
+    from vdatrain.recipe import check_paths, load_recipe
+
+    r = load_recipe(recipe, list(overrides))
+    check_paths(r)
+    model = build_model(r.model.name, r.model.num_classes)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
+                    "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty())
+    result = report(conf, r.eval.classes, out or Path(ckpt).parent / "eval")
+    result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
+                      **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
+    click.echo(markdown(result))
+
+
 def main():
     cli(prog_name="vdatrain")

@@ -69,3 +69,22 @@ def test_a_killed_run_resumes_with_the_same_losses(recipe, tmp_path, run_killed)
 def test_a_bad_recipe_is_a_one_line_error(recipe, tmp_path):
     result = CliRunner().invoke(cli, ["fit", str(recipe), "--set", "train.iters=lots"])
     assert result.exit_code == 2 and "train.iters: expected int, got 'lots'" in result.output
+
+
+def test_eval_writes_tables_whose_miou_matches_the_confusion_matrix(recipe, tmp_path):
+    import numpy as np
+
+    from vdatrain.metrics.miou import miou
+
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", str(recipe), "--ckpt", str(tmp_path / "run/checkpoint.pt"),
+                                      "--set", "eval.classes=viper", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    assert "| road | " in result.output and "**mIoU**" in result.output
+    conf = np.load(tmp_path / "eval/confusion.npy")
+    assert conf.shape == (19, 19) and conf.sum() > 0
+    saved = json.loads((tmp_path / "eval/results.json").read_text())
+    viper = [0, 1, 2, 4, 6, 7, 8, 9, 10, 11, 13, 14, 15, 17, 18]
+    assert saved["miou"]["standard"] == pytest.approx(miou(conf, viper, "standard"))
+    assert saved["miou"]["unifiedvideoda"] == pytest.approx(miou(conf, viper, "unifiedvideoda"))
+    assert len((tmp_path / "eval/per_class.csv").read_text().splitlines()) == 1 + 15
