@@ -105,7 +105,7 @@ def fit(recipe: Recipe, run_dir, progress: bool = True) -> list[dict]:
         optimizer.step()
         done = it + 1
         if done % t.log_every == 0 or done == t.iters:
-            rec = {"iteration": done, "loss": float(loss), "lr": optimizer.param_groups[0]["lr"],
+            rec = {"iteration": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / max(1, done - start)}
             records.append(rec)
             log.write(json.dumps(rec) + "\n")
