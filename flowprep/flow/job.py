@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flowprep.errors import FlowprepError
+from flowprep.flow.engines import CPU_ENGINES, make_engine
 from flowprep.flow.validity import validity
 from flowprep.manifest import DATASETS, load_manifest
 from flowprep.store import StoreReader, StoreWriter, add_flow, pair_name
@@ -81,16 +82,16 @@ class EngineSpec:
 _worker: dict = {}
 
 
-def _init(store: str, spec: EngineSpec, devices, consistency: bool, ego_row):
-    from flowprep.flow.engines import make_engine
-
+def _init(store: str, spec: EngineSpec, devices, consistency: bool, ego_row, engine=None):
     device = devices.get() if devices is not None else "cpu"
     if device == "cpu":
         import cv2
 
         cv2.setNumThreads(1)  # one process per core does better than threads fighting over two
-    _worker.update(engine=make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device=device,
-                                      precision=spec.precision, tile=spec.tile, overlap=spec.overlap),
+    if engine is None:
+        engine = make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device=device,
+                             precision=spec.precision, tile=spec.tile, overlap=spec.overlap)
+    _worker.update(engine=engine,
                    reader=StoreReader(store), writer=StoreWriter(store), consistency=consistency, ego_row=ego_row)
 
 
@@ -126,13 +127,13 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
         available = torch.cuda.device_count()
         if gpus > available:
             raise FlowprepError(f"--gpus {gpus}: only {available} CUDA device(s) visible")
-    elif spec.model not in ("dis", "dis-fast", "dis-ultrafast") and spec.precision == "fp16":
+    elif spec.model not in CPU_ENGINES and spec.precision == "fp16":
         raise FlowprepError("fp16 needs a GPU; use bf16 or fp32 on the CPU")
-    if spec.model not in ("dis", "dis-fast", "dis-ultrafast"):  # fail on weights before any work
-        from flowprep.flow.engines import make_engine
-
-        make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device="cpu",
-                    precision="fp32" if spec.precision == "fp16" else spec.precision, tile=spec.tile)
+    checked = None
+    if spec.model not in CPU_ENGINES:  # fail on weights before any work; reused when running in-process on the CPU
+        checked = make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device="cpu",
+                              precision="fp32" if spec.precision == "fp16" else spec.precision, tile=spec.tile,
+                              overlap=spec.overlap)
     names = [add_flow(store, a, b, provenance={"stage": f"flow {pair_name(a, b)}", "command": shlex.join(sys.argv),
                                                "engine": spec.model, "weights": "random" if spec.random_weights else spec.ckpt,
                                                "precision": spec.precision, "consistency": consistency})
@@ -156,7 +157,7 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
         if gpus:
             queue = mp.get_context("spawn").Queue()
             queue.put("cuda:0")
-        _init(store, spec, queue, consistency, ego_row)
+        _init(store, spec, queue, consistency, ego_row, engine=None if gpus else checked)
         for b in batches:
             bar.update(_process(b))
     bar.close()

@@ -6,14 +6,23 @@ to frame b, and return (H, W) bool masks (True = valid).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
 
+@lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(v, u) float32 pixel coordinates, built once per frame size (read-only)."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    v.flags.writeable = u.flags.writeable = False
+    return v, u
+
+
 def sample(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """field (H, W, C) of frame b read at p + flow(p), bilinear: what frame a's pixels see in b."""
-    h, w = flow.shape[:2]
-    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    v, u = _grid(*flow.shape[:2])
     return cv2.remap(field.astype(np.float32), u + flow[..., 0], v + flow[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE).reshape(field.shape)
 
@@ -21,7 +30,7 @@ def sample(field: np.ndarray, flow: np.ndarray) -> np.ndarray:
 def in_frame(flow: np.ndarray) -> np.ndarray:
     """The target p + flow(p) lies inside the image (pixel centres 0..W-1, 0..H-1)."""
     h, w = flow.shape[:2]
-    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    v, u = _grid(h, w)
     x, y = u + flow[..., 0], v + flow[..., 1]
     return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
@@ -44,7 +53,7 @@ def off_ego(flow: np.ndarray, ego_row: float | None) -> np.ndarray:
     if ego_row is None:
         return np.ones((h, w), bool)
     limit = ego_row * h
-    v = np.mgrid[0:h, 0:w][0].astype(np.float32)
+    v = _grid(h, w)[0]
     return (v < limit) & (v + flow[..., 1] < limit)
 
 

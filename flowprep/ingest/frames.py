@@ -71,7 +71,7 @@ class FrameLoader:
 
     def __call__(self, i: int) -> Loaded:
         manifest = load_manifest(self.dataset)
-        frames = np.stack([read_rgb(Path(p)) for p in self.frames[i]]) if self.frames[i] else None
+        frames = np.stack([read_rgb(Path(p)) for p in self.frames[i]])
         labels = np.stack([read_train_ids(manifest, Path(p)) for p in self.labels[i]])
         for path, arr in [*zip(self.frames[i], frames), *zip(self.labels[i], labels)]:
             if arr.shape[:2] != self.shape:

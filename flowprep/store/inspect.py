@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from flowprep.store import layout as L
+from flowprep.store.reader import StoreReader
 
 
 def _disk_usage(path: Path) -> tuple[int, int]:
@@ -16,11 +17,6 @@ def _disk_usage(path: Path) -> tuple[int, int]:
             total += os.path.getsize(os.path.join(dirpath, name))
             files += 1
     return total, files
-
-
-def _complete_count(root: Path, part: str, n: int) -> int:
-    meta = L.read_array_meta(root, f"{L.CHECKSUMS}/{part}")
-    return sum((root / meta.sample_chunk_keys(i)[0]).exists() for i in range(n))
 
 
 def describe_store(path) -> dict:
@@ -37,7 +33,9 @@ def describe_store(path) -> dict:
                 "chunks": list(meta.chunks), "codecs": list(meta.codecs), "zero_copy": meta.mappable,
                 "bytes_on_disk": nbytes, "files": files,
             })
-    parts = {part: {"complete": (c := _complete_count(root, part, n)), "incomplete": n - c} for part in L.store_parts(attrs)}
+    reader = StoreReader(root)
+    parts = {part: {"complete": (c := int(reader.complete(part).sum())), "incomplete": n - c}
+             for part in L.store_parts(attrs)}
     return {
         "path": str(root),
         "schema": f"{attrs['schema']} v{attrs['schema_version']}",

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from flowprep.errors import FlowprepError
+from flowprep.ingest.pattern import Pattern
 from flowprep.labels import read_train_ids
 from flowprep.manifest import load_manifest
 from flowprep.viz import colourise, flow_to_rgb
@@ -17,19 +18,13 @@ from flowprep.viz import colourise, flow_to_rgb
 def sample_paths(root: Path, dataset: str, split: str, sample_id: str) -> tuple[Path, Path]:
     """(frame t, label of t) of a replica sample, from the manifest's layout patterns."""
     m = load_manifest(dataset)
-    if dataset == "viper":
-        seq, frame = sample_id.split("_")
-        fields = {"split": split, "seq": int(seq), "frame": int(frame)}
-        return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
-    if dataset == "synthia-seq":
-        return root / m.layout["frame"].format(frame=int(sample_id)), root / m.layout["label"].format(frame=int(sample_id))
-    if dataset == "cityscapes-seq":
-        city, seq, frame = sample_id.rsplit("_", 2)
-        fields = {"split": split, "city": city, "seq": int(seq), "frame": int(frame)}
-        return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
     if dataset == "bdd":
         return root / m.layout["image"].format(split=split, id=sample_id), root / m.layout["label"].format(split=split, id=sample_id)
-    raise FlowprepError(f"unknown dataset {dataset!r}")
+    fields = Pattern(m.sample_id).match(sample_id)
+    if fields is None:
+        raise FlowprepError(f"{sample_id!r} is not a {dataset} sample id (like {m.sample_id})")
+    fields["split"] = split
+    return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
 
 
 def preview(root, out, zoom: int = 3) -> list[Path]:

@@ -126,3 +126,17 @@ def test_incompatible_checkpoint_lists_the_keys(fresh_store, tmp_path):
     result = flow_cli(fresh_store, "--model", "flowformer", "--ckpt", bad)
     assert result.exit_code == 2
     assert "incompatible with flowformer: missing keys" in result.output and "unexpected keys 1: encoder.weight" in result.output
+
+
+def test_ptlflow_tiles_with_a_small_overlap_run_end_to_end(fresh_store):
+    # the weights pre-check must use the requested overlap (a 64 px default would refuse 48x64 tiles)
+    result = flow_cli(fresh_store, "--model", "flowformer", "--random-weights", "--tile", "48x64", "--overlap", 16,
+                      "--pairs", "bwd:1", "--no-consistency")
+    assert result.exit_code == 0, result.output
+    assert StoreReader(fresh_store).complete("flow_bwd_1").all()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_gpus_that_are_not_there_is_a_clear_error(fresh_store):
+    result = flow_cli(fresh_store, "--gpus", 1)
+    assert result.exit_code == 2 and "--gpus 1: only 0 CUDA device(s) visible" in result.output

@@ -78,3 +78,14 @@ def test_flow_show_writes_frame_flow_and_validity(fresh_store, tmp_path):
     assert img.shape == (2 * h, 2 * 3 * w, 3)
     result = run("flow-show", fresh_store, "--sample", "nope", "--out", tmp_path / "x.png")
     assert result.exit_code == 2 and "no sample 'nope'" in result.output
+
+
+def test_import_reports_samples_without_a_file(fresh_store, tmp_path):
+    r = StoreReader(fresh_store)
+    h, w = r.resolution
+    (tmp_path / "k").mkdir()
+    write_kitti(tmp_path / "k" / f"{r.sample_ids[0]}.png", np.zeros((h, w, 2), np.float32))
+    result = CliRunner().invoke(cli, ["flow-import", str(fresh_store), "--pairs", "bwd:1", "--dir", str(tmp_path / "k")])
+    assert result.exit_code == 0, result.output
+    assert f"imported 1 flows into bwd_1; 1 samples without a file: {r.sample_ids[1]}" in result.output
+    assert StoreReader(fresh_store).complete("flow_bwd_1").tolist() == [True, False]

@@ -105,3 +105,10 @@ def test_bad_samples_are_errors_naming_the_sample(tmp_path):
     with pytest.raises(StoreError, match="not declared"):
         writer.write_flow(0, "fwd_1", np.zeros((24, 40, 2)), None)
     assert not writer.is_complete(0)
+
+
+def test_a_flow_to_a_frame_the_store_does_not_hold_is_an_error(store):
+    from flowprep.store import add_flow
+
+    with pytest.raises(StoreError, match=r"frame offset 1 is not stored \(store has \[-2, -1, 0\]\)"):
+        add_flow(store.path, 0, 1)
