@@ -80,6 +80,8 @@ class Recipe:
     model: ModelSpec
     source: DataSpec
     eval: EvalSpec
+    data_root: str = "."  # store paths are relative to it (e.g. --set data_root=/mnt/stores)
+    description: str = ""
     target: Optional[DataSpec] = None
     optim: OptimSpec = field(default_factory=OptimSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -155,10 +157,29 @@ def apply_override(data: dict, assignment: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
+SHIPPED = Path(__file__).parent / "recipes"
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Recipes that come with the package, by name (file stem)."""
+    return {p.stem: p for p in sorted(SHIPPED.glob("*.yaml"))}
+
+
+def find_recipe(name_or_path) -> Path:
+    """A recipe file, or the shipped recipe of that name (`vdatrain recipes` lists them)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise RecipeError(f"{path}: recipe not found (not a file, nor one of the shipped recipes: "
+                      f"see `vdatrain recipes`)")
+
+
 def load_recipe(path, overrides: list[str] = ()) -> Recipe:
-    path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: recipe not found")
+    """Read, override, validate; store paths come back joined to `data_root`."""
+    path = find_recipe(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
@@ -168,9 +189,13 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     for assignment in overrides:
         apply_override(data, assignment)
     try:
-        return _build(Recipe, data, "")
+        recipe = _build(Recipe, data, "")
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None
+    for spec in (recipe.source, recipe.target, recipe.eval):
+        if spec is not None:
+            spec.store = str(Path(recipe.data_root) / spec.store)
+    return recipe
 
 
 def check_paths(recipe: Recipe) -> None:

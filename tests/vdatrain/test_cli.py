@@ -1,4 +1,4 @@
-"""The vdatrain command line answers --help and --version."""
+"""The vdatrain command line: --help, --version, the list of shipped recipes."""
 
 from click.testing import CliRunner
 
@@ -9,3 +9,16 @@ def test_help_and_version():
     assert CliRunner().invoke(cli, ["--help"]).exit_code == 0
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and "0.1.0" in result.output
+
+
+def test_recipes_lists_the_shipped_recipes_and_shows_one():
+    result = CliRunner().invoke(cli, ["recipes"])
+    assert result.exit_code == 0
+    assert "demo" in result.output and "source-viper-cs" in result.output and "oracle-synthia-bdd" in result.output
+    shown = CliRunner().invoke(cli, ["recipes", "--show", "demo"])
+    assert shown.exit_code == 0 and "name: demo" in shown.output
+
+
+def test_fit_names_a_missing_store(tmp_path):
+    result = CliRunner().invoke(cli, ["fit", "demo", "--set", f"data_root={tmp_path}"])
+    assert result.exit_code == 2 and "source.store:" in result.output and "viper_train.zarr" in result.output

@@ -63,3 +63,27 @@ def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
     with pytest.raises(RecipeError, match="model.pretrained: /nowhere/r18.pth: file not found"):
         check_paths(r)
     check_paths(load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store)))))  # all present: no error
+
+
+def test_store_paths_are_relative_to_data_root(tmp_path):
+    r = load_recipe(_write(tmp_path, GOOD.replace("STORE", "cs.zarr")), ["data_root=/mnt/stores"])
+    assert r.source.store == "/mnt/stores/cs.zarr" and r.eval.store == "/mnt/stores/cs.zarr"
+
+
+def test_every_shipped_recipe_validates_and_names_its_stores():
+    from vdatrain.recipe import shipped_recipes
+
+    shipped = shipped_recipes()
+    shifts = [f"{s}-{t}" for s in ("viper", "synthia") for t in ("cs", "bdd")]
+    assert {"demo", *(f"source-{x}" for x in shifts), *(f"oracle-{x}" for x in shifts)} <= set(shipped)
+    for name in shipped:
+        r = load_recipe(name)  # by name, as `vdatrain fit NAME`
+        assert r.name == name and r.description
+        assert r.eval.classes == ("synthia-seq" if "synthia" in name else "viper")
+    bdd = load_recipe("source-synthia-bdd")
+    assert bdd.source.crop == (720, 720) and bdd.eval.window == (720, 720) and bdd.source.scale == 2.0
+
+
+def test_an_unknown_recipe_name_says_where_to_look():
+    with pytest.raises(RecipeError, match="vdatrain recipes"):
+        load_recipe("no-such-recipe")
