@@ -1,0 +1,113 @@
+"""Training step cost of the paper's models: iterations per second and peak memory, side by side in one run.
+
+    python bench/train_step.py [--models deeplabv2_r101,daformer_mitb5] [--batch 2] [--crop 1024]
+                               [--iters 3] [--device auto|cpu|cuda] [--smoke]
+
+One supervised step as `vdatrain fit` runs it (forward, pixel-averaged cross-entropy
+at label resolution, backward, AdamW step with the paper's parameter groups) on
+random images and labels, for each model and precision (fp32; bf16 autocast).
+Each configuration runs in its own process so its peak memory is its own: on a GPU
+torch's peak allocation, on the CPU the process's peak resident set. The table
+gives seconds per iteration, iterations per second and peak memory, with bf16
+relative to fp32 of the same model.
+
+--smoke: small models (deeplabv2_r18, daformer_mitb0), crop 128, 1 iteration (used by the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+
+
+def one(model_name: str, precision: str, batch: int, crop: int, iters: int, device: str) -> dict:
+    """Time `iters` steps after one warm-up step; returns the figures of this configuration."""
+    import resource
+
+    import torch
+
+    from vdatrain.losses import segmentation_loss
+    from vdatrain.models import build_model
+    from vdatrain.optim import build_optimizer
+
+    torch.manual_seed(0)
+    dev = torch.device(device)
+    model = build_model(model_name).to(dev).train()
+    optimizer = build_optimizer(model, 6e-5, 0.01, 10.0, (0.9, 0.999))
+    image = torch.randn(batch, 3, crop, crop, device=dev)
+    label = torch.randint(0, 19, (batch, crop, crop), device=dev)
+
+    def step():
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = segmentation_loss(model(image), label)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up: allocations, cuDNN algorithm search
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    seconds = (time.perf_counter() - start) / iters
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    return {"model": model_name, "precision": precision, "s_per_it": seconds, "peak_gib": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="deeplabv2_r101,daformer_mitb5", help="comma-separated model names")
+    ap.add_argument("--batch", type=int, default=2, help="images per step (the paper: 2)")
+    ap.add_argument("--crop", type=int, default=1024, help="square crop side in pixels (the paper: 1024)")
+    ap.add_argument("--iters", type=int, default=3, help="timed steps per configuration (after 1 warm-up)")
+    ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--smoke", action="store_true", help="small models, crop 128, 1 step")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
+    a = ap.parse_args()
+    if a.one:
+        print(json.dumps(one(**json.loads(a.one))))
+        return
+    if a.smoke:
+        a.models, a.crop, a.iters = "deeplabv2_r18,daformer_mitb0", 128, 1
+    import torch
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
+    name = torch.cuda.get_device_name() if device == "cuda" else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
+    print(f"train step, batch {a.batch}, crop {a.crop}x{a.crop}, {a.iters} timed steps, {device} ({name}), torch {torch.__version__}")
+    rows = []
+    for model in a.models.split(","):
+        for precision in a.precisions.split(","):
+            config = dict(model_name=model, precision=precision, batch=a.batch, crop=a.crop, iters=a.iters, device=device)
+            proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(config)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stderr.strip().splitlines() or ["killed (out of memory?)"])[-1]
+                rows.append({"model": model, "precision": precision, "error": tail})
+                continue
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print("| model | precision | s/it | it/s | peak GiB | speed vs fp32 | memory vs fp32 |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    fp32 = {r["model"]: r for r in rows if r["precision"] == "fp32" and "error" not in r}
+    for r in rows:
+        if "error" in r:
+            print(f"| {r['model']} | {r['precision']} | failed: {r['error']} | | | | |")
+            continue
+        base = fp32.get(r["model"])
+        speed = f"{base['s_per_it'] / r['s_per_it']:.2f}x" if base else "n/a"
+        memory = f"{r['peak_gib'] / base['peak_gib']:.2f}x" if base else "n/a"
+        print(f"| {r['model']} | {r['precision']} | {r['s_per_it']:.3f} | {1 / r['s_per_it']:.2f} | "
+              f"{r['peak_gib']:.2f} | {speed} | {memory} |")
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
