@@ -32,17 +32,19 @@ main()
 
 
 @pytest.fixture
-def run_killed():
+def run_killed(tmp_path):
     """Run `flowprep ARGV` (or `program`) in a subprocess that SIGKILLs itself on the `after`-th call of `target`
-    ("module:Class.method"), as a crash or an OOM kill would; returns the CompletedProcess."""
+    ("module:Class.method"), as a crash or an OOM kill would; returns the CompletedProcess. `launch`
+    puts a launcher before the script, e.g. ["-m", "torch.distributed.run", "--nproc-per-node", "2"]."""
     import subprocess
     import sys
 
-    def run(target: str, after: int, *argv, program: str = "flowprep"):
+    def run(target: str, after: int, *argv, program: str = "flowprep", launch: tuple = ()):
         module, rest = target.split(":")
         cls, method = rest.split(".")
-        script = _KILLER.format(module=module, cls=cls, method=method, after=after, argv=[str(a) for a in argv],
-                                program=program)
-        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        script = tmp_path / "killed_run.py"
+        script.write_text(_KILLER.format(module=module, cls=cls, method=method, after=after,
+                                         argv=[str(a) for a in argv], program=program))
+        return subprocess.run([sys.executable, *launch, str(script)], capture_output=True, text=True)
 
     return run

@@ -5,7 +5,7 @@ Exit status: 0 success; 2 bad arguments, recipe or input (one line naming the ke
 
 from __future__ import annotations
 
-import json
+import os
 import platform
 import shlex
 import subprocess
@@ -46,13 +46,19 @@ def _git_revision() -> str | None:
 
 
 @cli.command()
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set train.iters=100 (validated like the file).")
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Where checkpoints and logs go (default: runs/<recipe name>). An existing run resumes.")
 def fit(recipe, overrides, run_dir):
-    """Train the model of RECIPE (YAML); a killed run resumes exactly from its last checkpoint."""
+    """Train the model of RECIPE (a YAML file or a shipped recipe's name); a killed run resumes exactly
+    from its last checkpoint.
+
+    Several processes: torchrun --nproc-per-node N -m vdatrain fit RECIPE (one per GPU; on CPU, gloo).
+    train.batch_size is the global batch, split evenly over the processes, so one recipe
+    describes the same optimisation at any process count.
+    """
     from pathlib import Path
 
     import torch
@@ -63,23 +69,42 @@ def fit(recipe, overrides, run_dir):
     r = load_recipe(recipe, list(overrides))
     check_paths(r)
     run_dir = Path(run_dir or f"runs/{r.name}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps({
-        "command": shlex.join(sys.argv), "vdatrain": __version__, "torch": torch.__version__,
-        "python": platform.python_version(), "git": _git_revision()}, indent=2))
-    records = run_fit(r, run_dir, progress=sys.stderr.isatty())
-    last = records[-1] if records else None
-    click.echo(f"{run_dir}: " + (f"iteration {last['iteration']}, loss {last['loss']:.4f}" if last else "already complete"))
+    info = {"command": shlex.join(sys.argv), "vdatrain": __version__, "torch": torch.__version__,
+            "python": platform.python_version(), "git": _git_revision()}
+    records = run_fit(r, run_dir, progress=sys.stderr.isatty(), run_info=info)
+    if int(os.environ.get("RANK", "0")) == 0:
+        last = records[-1] if records else None
+        click.echo(f"{run_dir}: " + (f"iteration {last['iteration']}, loss {last['loss']:.4f}" if last
+                                     else "already complete"))
+
+
+@cli.command()
+@click.option("--show", default=None, metavar="NAME", help="Print the YAML of one shipped recipe.")
+def recipes(show):
+    """List the shipped recipes (use a name wherever a RECIPE file is expected)."""
+    import yaml
+
+    from vdatrain.recipe import find_recipe, shipped_recipes
+
+    if show:
+        click.echo(find_recipe(show).read_text(), nl=False)
+        return
+    for name, path in shipped_recipes().items():
+        data = yaml.safe_load(path.read_text())
+        click.echo(f"{name:<28} {data.get('description', '')}")
 
 
 @cli.command("eval")
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.argument("recipe")
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False, exists=True, path_type=str),
               help="A checkpoint written by `vdatrain fit` (its run folder's checkpoint.pt).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
-              help="Folder for per_class.csv, per_class.md, results.json, confusion.npy (default: next to --ckpt).")
-def evaluate_cmd(recipe, ckpt, overrides, out):
+              help="Folder for per_class.csv, per_class.md, results.json, confusion.npy and pictures/ "
+                   "(default: eval/ next to --ckpt).")
+@click.option("--pictures", default=4, show_default=True, type=click.IntRange(min=0),
+              help="Save image | prediction overlay | ground truth pictures for this many samples.")
+def evaluate_cmd(recipe, ckpt, overrides, out, pictures):
     """Evaluate a checkpoint on the recipe's eval store: sliding windows, mIoU under both protocols.
 
     The standard protocol excludes pixels labelled with a non-evaluated class; the
@@ -99,9 +124,11 @@ def evaluate_cmd(recipe, ckpt, overrides, out):
     model = build_model(r.model.name, r.model.num_classes)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    out = Path(out or Path(ckpt).parent / "eval")
     conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
-                    "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty())
-    result = report(conf, r.eval.classes, out or Path(ckpt).parent / "eval")
+                    "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty(),
+                    pictures=pictures, picture_dir=out / "pictures")
+    result = report(conf, r.eval.classes, out)
     result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
                       **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
     click.echo(markdown(result))

@@ -2,7 +2,8 @@
 
 Images: the store's `eval_image` extra when it has one (BDDVid: the original BDD10k
 image, which the labels match exactly), else frame t. Outputs: per-class IoU as
-CSV and Markdown, and the confusion matrix, in the output folder.
+CSV and Markdown, the confusion matrix, and for the first few samples a picture
+(image | prediction over the image | ground truth) and the colourised prediction.
 """
 
 from __future__ import annotations
@@ -21,20 +22,37 @@ from vdatrain.inference import slide_logits
 from vdatrain.metrics.miou import PROTOCOLS, confusion, iou_per_class
 
 
+def save_pictures(out_dir: Path, sample_id: str, rgb: np.ndarray, pred: np.ndarray, label: np.ndarray) -> None:
+    """`<id>.png`: image | prediction blended 50% over the image | ground truth; `<id>_pred.png`: the
+    prediction in the Cityscapes palette. (H, W, 3) uint8 RGB, (H, W) trainIds."""
+    import cv2
+
+    from flowprep.viz import colourise
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colour = colourise(pred)
+    overlay = (rgb.astype(np.uint16) + colour) // 2
+    panel = np.concatenate([rgb, overlay.astype(np.uint8), colourise(label)], axis=1)
+    cv2.imwrite(str(out_dir / f"{sample_id}.png"), panel[..., ::-1])
+    cv2.imwrite(str(out_dir / f"{sample_id}_pred.png"), colour[..., ::-1])
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
-             progress: bool = False) -> np.ndarray:
-    """(C, C) confusion matrix of `model` over the complete samples of `store`."""
+             progress: bool = False, pictures: int = 0, picture_dir=None) -> np.ndarray:
+    """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
+    `pictures` samples go to `picture_dir`."""
     reader = StoreReader(store)
     use_eval_image = "eval_image" in reader.attrs.get("extras", {})
     model.eval().to(device)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for i in tqdm(np.flatnonzero(reader.complete()), desc="eval", unit="image", disable=not progress):
-        rgb = reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0)
-        image = normalise(np.asarray(rgb))[None].to(device)
-        logits = slide_logits(model, image, num_classes, window, stride)
-        label = torch.from_numpy(np.array(reader.label(i, 0)))
-        conf += confusion(logits.argmax(1)[0].cpu(), label, num_classes)
+    for n, i in enumerate(tqdm(np.flatnonzero(reader.complete()), desc="eval", unit="image", disable=not progress)):
+        rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
+        logits = slide_logits(model, normalise(rgb)[None].to(device), num_classes, window, stride)
+        pred, label = logits.argmax(1)[0].cpu(), torch.from_numpy(np.array(reader.label(i, 0)))
+        conf += confusion(pred, label, num_classes)
+        if n < pictures:
+            save_pictures(Path(picture_dir), reader.sample_ids[i], rgb, pred.numpy().astype(np.uint8), label.numpy())
     return conf.numpy()
 
 

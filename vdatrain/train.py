@@ -1,16 +1,22 @@
-"""The supervised training loop (source-only and target-oracle recipes), short and explicit.
+"""The training loop, short and explicit; the recipe's method says what one iteration computes.
 
-One iteration: set the learning rate; take the batch of this iteration; forward
-frame t; cross-entropy averaged over all pixels (ignored pixels count in the
-denominator, as in mmseg); backward; optional gradient clipping; step.
+One iteration, top to bottom: seed this iteration's randomness; set the learning
+rate; take this process's share of the iteration's batch (prepared by DataLoader
+workers); the method's losses under optional bf16 autocast; their sum backward
+(DDP averages gradients across processes); optional gradient clipping; optimiser
+step; the method's post-step update (e.g. the EMA teacher); log, checkpoint and
+evaluate when due.
 
-Exact resumption: the batch of iteration i is a pure function of (seed, i)
-(sample order: a permutation per pass over the data; crops: seeded by i), and a
-checkpoint holds the model, the optimiser, the iteration and the RNG states. A
-run killed at any point and started again continues with the same losses as an
-uninterrupted one. Checkpoints are written to a temporary file and renamed.
+Exact resumption: the batch of iteration i is a pure function of (seed, i, process)
+(`vdatrain.data.batches`), torch's generators are re-seeded from (seed, i, process)
+at the start of every iteration, and a checkpoint holds the model, the optimiser,
+the method's state and the iteration (which is also the scheduler's and the data
+sampler's state). A run killed at any point and started again continues with the
+losses of an uninterrupted one. Checkpoints are written to a temporary file and
+renamed, by the main process only.
 
-Logs: `log.jsonl` in the run directory (one JSON object per logged iteration).
+Run directory: `checkpoint.pt`, `log.jsonl` (one JSON object per logged
+iteration), `tb/` (TensorBoard scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
 """
 
 from __future__ import annotations
@@ -23,37 +29,37 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
+from vdatrain import distributed
+from vdatrain.data.batches import IterationBatches, loader
 from vdatrain.data.samples import SampleSpec, StoreSamples
+from vdatrain.methods import build_method
 from vdatrain.models import build_model
 from vdatrain.models.weights import load_backbone
 from vdatrain.optim import build_optimizer, set_lr
-from vdatrain.recipe import Recipe
+from vdatrain.recipe import DataSpec, Recipe, RecipeError
+from vdatrain.runlog import RunLog
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def batch_indices(seed: int, it: int, batch: int, n: int) -> list[int]:
-    """Items of iteration `it`: consecutive slices of a fresh permutation per pass over the data."""
-    start = it * batch
-    out = []
-    while len(out) < batch:
-        epoch, pos = divmod(start + len(out), n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        out.append(int(perm[pos]))
-    return out
+def samples(data: DataSpec, seed: int, labels: bool = True) -> StoreSamples:
+    return StoreSamples(SampleSpec(store=data.store, crop=data.crop, scale=data.scale, offsets=tuple(data.offsets),
+                                   flows=tuple(data.flows), max_class_ratio=data.max_class_ratio,
+                                   margins=data.margins, seed=seed, labels=labels))
 
 
-def collate(items: list[dict]) -> dict:
-    return {k: torch.stack([it[k] for it in items]) for k in ("image", "label")}
+def iteration_seed(seed: int, it: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, it, rank]).generate_state(1)[0])
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of (B, C, h, w) logits upsampled to the (B, H, W) label, averaged over all pixels."""
-    logits = F.interpolate(logits, size=label.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(logits.float(), label, ignore_index=255, reduction="none").mean()
+def to_device(batch, device: torch.device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -62,57 +68,100 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint intact
 
 
-def fit(recipe: Recipe, run_dir, progress: bool = True) -> list[dict]:
-    """Train (or resume) the recipe's model on its source data; returns the logged records of this call."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-    t = recipe.train
-    torch.manual_seed(t.seed)
+def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method) -> int:
+    """Restore a run; returns the iteration it stopped at. The data must be the same for an exact resume."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    was = ckpt["recipe"]
+    for key in ("seed", "batch_size"):
+        if was["train"][key] != getattr(recipe.train, key):
+            raise RecipeError(f"train.{key}: {getattr(recipe.train, key)!r} differs from {was['train'][key]!r} "
+                              f"of the run being resumed in {path.parent}; use another --run-dir")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    method.load_state_dict(ckpt["method"])
+    return ckpt["iteration"]
+
+
+def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = None) -> list[dict]:
+    """Train (or resume) the recipe's model; returns the records logged by this call (main process)."""
+    d = distributed.setup()
+    try:
+        return _fit(recipe, Path(run_dir), d, progress, run_info or {})
+    finally:
+        distributed.teardown()
+
+
+def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run_info: dict) -> list[dict]:
+    t, o = recipe.train, recipe.optim
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+        (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
+    torch.manual_seed(t.seed)  # the same initial weights in every process
     model = build_model(recipe.model.name, recipe.model.num_classes)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
-    o = recipe.optim
+    model.to(d.device)
+    net = distributed.wrap(model, d)
+    model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
+    method = build_method(recipe, model)
     optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas)
-    src = recipe.source
-    data = StoreSamples(SampleSpec(store=src.store, crop=src.crop, scale=src.scale, offsets=(0,),
-                                   max_class_ratio=src.max_class_ratio, seed=t.seed))
     start = 0
-    ckpt_path = run_dir / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["rng"])
-        start = ckpt["iteration"]
-    model.train()
+    if (run_dir / CHECKPOINT).exists():
+        start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method)
+    source = samples(recipe.source, t.seed)
+    target = samples(recipe.target, t.seed, labels=False) if recipe.target else None
+    batches = IterationBatches(source, t.batch_size, t.seed, d, target=target)
+    log = RunLog(run_dir, enabled=d.main)
     records = []
-    log = open(run_dir / "log.jsonl", "a")
-    bar = tqdm(range(start, t.iters), initial=start, total=t.iters, desc="fit", unit="it", disable=not progress)
+    net.train()
+    bar = tqdm(total=t.iters, initial=start, desc="fit", unit="it", disable=not (progress and d.main))
     tic = time.perf_counter()
-    for it in bar:
+    for it, batch in enumerate(loader(batches, start, t.iters, t.workers), start):
+        torch.manual_seed(iteration_seed(t.seed, it, d.rank))  # dropout, drop-path, augmentations
         set_lr(optimizer, it, t.iters, o.warmup_iters, o.warmup_ratio)
-        data.set_epoch(it)  # crops of this iteration are seeded by it
-        batch = collate([data[k] for k in batch_indices(t.seed, it, t.batch_size, len(data))])
-        with torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16,
-                            enabled=t.precision == "bf16"):
-            logits = model(batch["image"][:, 0])
-        loss = segmentation_loss(logits, batch["label"])
+        batch = to_device(batch, d.device)
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+            losses = method.losses(net, batch, it)
+        loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()
+        method.after_step(model, it)
         done = it + 1
+        bar.update()
         if done % t.log_every == 0 or done == t.iters:
-            rec = {"iteration": done, "loss": loss.item(), "lr": optimizer.param_groups[0]["lr"],
-                   "seconds_per_it": (time.perf_counter() - tic) / max(1, done - start)}
-            records.append(rec)
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{rec['loss']:.3f}")
+            values = np.mean(d.gather([loss.item(), *(v.item() for v in losses.values())]), axis=0)
+            rec = {"iteration": done, "loss": float(values[0]),
+                   **{f"loss/{k}": float(v) for k, v in zip(losses, values[1:])},
+                   "lr": optimizer.param_groups[0]["lr"],
+                   "seconds_per_it": (time.perf_counter() - tic) / (done - start),
+                   "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
+            if d.main:
+                records.append(rec)
+                log.write(rec)
+                bar.set_postfix(loss=f"{rec['loss']:.3f}")
         if done % t.checkpoint_every == 0 or done == t.iters:
-            save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                        "iteration": done, "rng": torch.get_rng_state()})
+            in_sync = distributed.replicas_in_sync(net, d)
+            if d.main:
+                save_checkpoint(run_dir / CHECKPOINT, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "method": method.state_dict(),
+                    "iteration": done, "recipe": asdict(recipe), "processes": d.world})
+                log.write({"iteration": done, "checkpoint": CHECKPOINT, "replicas_in_sync": in_sync})
+        if t.eval_every and done % t.eval_every == 0 and d.main:
+            log.write({"iteration": done, **evaluate_run(recipe, model, run_dir / "eval" / f"iter_{done}", d.device)})
+            net.train()
+    bar.close()
     log.close()
     return records
+
+
+def evaluate_run(recipe: Recipe, model: torch.nn.Module, out_dir: Path, device) -> dict:
+    """mIoU of the current model on the recipe's eval store, as log fields ("miou/<protocol>")."""
+    from vdatrain.evaluate import evaluate, report
+
+    e = recipe.eval
+    conf = evaluate(model, e.store, e.window, e.stride, recipe.model.num_classes, device)
+    return {f"miou/{p}": v for p, v in report(conf, e.classes, out_dir)["miou"].items()}

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from flowprep.cli import cli as flowprep_cli
 from vdatrain.cli import cli
-from vdatrain.train import batch_indices
+from vdatrain.data.batches import batch_indices
 
 RECIPE = """
 name: tiny-source-only
@@ -16,7 +16,7 @@ model: {{name: deeplabv2_r18}}
 source: {{store: {store}, crop: [32, 64], max_class_ratio: 0.75}}
 eval: {{store: {store}, window: [64, 128], stride: [32, 64]}}
 optim: {{warmup_iters: 2}}
-train: {{iters: 6, batch_size: 2, log_every: 1, checkpoint_every: 2, seed: 5}}
+train: {{iters: 6, batch_size: 2, log_every: 1, checkpoint_every: 2, seed: 5, workers: 1, eval_every: 0}}
 """
 
 
@@ -33,7 +33,8 @@ def recipe(synth_tiny, tmp_path_factory):
 
 
 def _losses(run_dir):
-    return {r["iteration"]: r["loss"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())}
+    records = map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())
+    return {r["iteration"]: r["loss"] for r in records if "loss" in r}
 
 
 def test_batches_are_a_pure_function_of_the_iteration():
@@ -51,6 +52,26 @@ def test_fit_logs_checkpoints_and_records_the_run(recipe, tmp_path):
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["vdatrain"] == "0.1.0" and run["torch"].startswith("2.14") and "command" in run
     assert json.loads((tmp_path / "run/recipe.json").read_text())["train"]["iters"] == 6
+
+
+def test_fit_writes_tensorboard_scalars(recipe, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    events = EventAccumulator(str(tmp_path / "run/tb"))
+    events.Reload()
+    assert {"loss", "loss/source", "lr", "seconds_per_it"} <= set(events.Tags()["scalars"])
+    losses = _losses(tmp_path / "run")
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("loss")] == sorted(losses.items())
+
+
+def test_fit_evaluates_when_due(recipe, tmp_path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.eval_every=3"])
+    assert result.exit_code == 0, result.output
+    evals = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "miou/standard" in r]
+    assert [r["iteration"] for r in evals] == [3, 6]
+    assert (run / "eval/iter_6/per_class.md").is_file()
 
 
 def test_a_killed_run_resumes_with_the_same_losses(recipe, tmp_path, run_killed):
@@ -88,3 +109,38 @@ def test_eval_writes_tables_whose_miou_matches_the_confusion_matrix(recipe, tmp_
     assert saved["miou"]["standard"] == pytest.approx(miou(conf, viper, "standard"))
     assert saved["miou"]["unifiedvideoda"] == pytest.approx(miou(conf, viper, "unifiedvideoda"))
     assert len((tmp_path / "eval/per_class.csv").read_text().splitlines()) == 1 + 15
+    pictures = sorted(p.name for p in (tmp_path / "eval/pictures").iterdir())
+    assert len(pictures) == 2 * 2 and pictures[0].endswith(".png")  # 2 val samples: panel + prediction
+
+
+def test_eval_pictures_show_image_overlay_and_ground_truth(recipe, tmp_path):
+    import cv2
+    import numpy as np
+
+    from flowprep.store import StoreReader
+    from flowprep.viz import colourise
+
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    result = CliRunner().invoke(cli, ["eval", str(recipe), "--ckpt", str(tmp_path / "run/checkpoint.pt"),
+                                      "--pictures", "1", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    store = StoreReader(json.loads((tmp_path / "run/recipe.json").read_text())["eval"]["store"])
+    sid = store.sample_ids[0]
+    panel = cv2.imread(str(tmp_path / f"eval/pictures/{sid}.png"))[..., ::-1]
+    pred = cv2.imread(str(tmp_path / f"eval/pictures/{sid}_pred.png"))[..., ::-1]
+    h, w = store.resolution
+    assert panel.shape == (h, 3 * w, 3) and pred.shape == (h, w, 3)
+    np.testing.assert_array_equal(panel[:, :w], store.frame(0, 0))
+    np.testing.assert_array_equal(panel[:, 2 * w:], colourise(np.asarray(store.label(0, 0))))
+    np.testing.assert_array_equal(panel[:, w:2 * w], ((store.frame(0, 0).astype(np.uint16) + pred) // 2).astype(np.uint8))
+    assert len(list((tmp_path / "eval/pictures").iterdir())) == 2
+
+
+def test_the_train_step_benchmark_prints_its_table():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "bench/train_step.py", "--smoke"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| deeplabv2") or line.startswith("| daformer")]
+    assert len(rows) == 4 and all(" 1.00x | 1.00x |" in r for r in rows if "| fp32 |" in r)

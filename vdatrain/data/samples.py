@@ -66,15 +66,16 @@ class StoreSamples(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def box(self, k: int) -> tuple[CropBox, np.ndarray | None]:
-        """The crop of item k this epoch, and its label when the class-ratio search already read it.
+    def box(self, k: int, epoch: int | None = None) -> tuple[CropBox, np.ndarray | None]:
+        """The crop of item k in `epoch` (default: the current one), and its label when the class-ratio
+        search already read it.
 
         Source crops are redrawn (up to `crop_retries` times) until no class covers more than
         `max_class_ratio`; if none qualifies the last checked draw is kept (mmseg uses one more,
         unchecked draw).
         """
         s, r = self.spec, self.reader
-        rng = np.random.default_rng([s.seed, self.epoch, k])
+        rng = np.random.default_rng([s.seed, self.epoch if epoch is None else epoch, k])
         box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         if s.max_class_ratio is None or not s.labels:
             return box, None
@@ -87,8 +88,12 @@ class StoreSamples(torch.utils.data.Dataset):
         return box, None
 
     def __getitem__(self, k: int) -> dict:
+        return self.draw(k, self.epoch)
+
+    def draw(self, k: int, epoch: int) -> dict:
+        """Item k with the crop of `epoch` (the training loop passes the iteration)."""
         s, r, i = self.spec, self.reader, self.indices[k]
-        box, label = self.box(k)
+        box, label = self.box(k, epoch)
         window = box.native_window(*r.resolution)
         out = {
             "image": torch.stack([normalise(box.sample(r.frame(i, o, window), window)) for o in s.offsets]),

@@ -1,0 +1,70 @@
+"""Iteration batches: a pure function of (seed, iteration, process); sharded without overlap; any workers."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from flowprep.cli import cli
+from vdatrain.data.batches import IterationBatches, batch_indices, loader
+from vdatrain.data.samples import SampleSpec, StoreSamples
+from vdatrain.distributed import Dist
+
+
+@pytest.fixture(scope="module")
+def stores(synth_tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("batches")
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    assert run("ingest", "viper", "--root", synth_tiny, "--split", "train", "--out", root / "v.zarr", "--workers", 1).exit_code == 0
+    assert run("ingest", "cityscapes-seq", "--root", synth_tiny, "--split", "val", "--out", root / "c.zarr",
+               "--workers", 1).exit_code == 0
+    return root / "v.zarr", root / "c.zarr"
+
+
+def _batches(stores, dist=Dist(), batch=4):
+    source = StoreSamples(SampleSpec(store=str(stores[0]), crop=(32, 48), max_class_ratio=0.75, seed=3))
+    target = StoreSamples(SampleSpec(store=str(stores[1]), crop=(32, 48), labels=False, seed=3))
+    return IterationBatches(source, batch, seed=3, dist=dist, target=target)
+
+
+def _same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for stream in a:
+        assert a[stream]["id"] == b[stream]["id"]
+        assert [list(x) for x in a[stream]["box"]] == [list(x) for x in b[stream]["box"]]
+        for key, value in a[stream].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(value, b[stream][key]), (stream, key)
+
+
+def test_every_item_once_per_pass_and_fresh_orders_per_pass():
+    first = [i for it in range(5) for i in batch_indices(1, it, 2, 10)]
+    second = [i for it in range(5, 10) for i in batch_indices(1, it, 2, 10)]
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    assert batch_indices(1, 7, 4, 10) == batch_indices(1, 7, 4, 10)
+    assert batch_indices(1, 0, 4, 10, stream=0) != batch_indices(1, 0, 4, 10, stream=1)
+
+
+def test_an_iteration_has_source_and_target_batches(stores):
+    b = _batches(stores)[3]
+    assert b["source"]["image"].shape == (4, 1, 3, 32, 48) and b["source"]["label"].shape == (4, 32, 48)
+    assert b["target"]["image"].shape == (4, 1, 3, 32, 48) and "label" not in b["target"]
+
+
+def test_processes_get_disjoint_shares_of_the_global_batch(stores):
+    whole = _batches(stores)[5]
+    shares = [_batches(stores, Dist(rank=r, world=2))[5] for r in range(2)]
+    for stream in ("source", "target"):
+        assert shares[0][stream]["id"] + shares[1][stream]["id"] == whole[stream]["id"]
+        assert torch.equal(torch.cat([s[stream]["image"] for s in shares]), whole[stream]["image"])
+
+
+def test_a_batch_that_does_not_split_is_an_error_naming_the_key(stores):
+    with pytest.raises(ValueError, match="train.batch_size: 3 does not split over 2 processes"):
+        _batches(stores, Dist(rank=0, world=2), batch=3)
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_worker_processes_yield_the_batches_of_the_main_process(stores, context):
+    batches = _batches(stores)
+    for it, got in enumerate(loader(batches, 2, 5, workers=2, context=context), 2):
+        _same(got, batches[it])

@@ -1,0 +1,86 @@
+"""One process or many: the training run's place in a `torchrun` launch.
+
+`torchrun --nproc-per-node N -m vdatrain fit RECIPE` starts N copies; each reads
+RANK, WORLD_SIZE and LOCAL_RANK from the environment, joins the process group
+(NCCL on GPUs, gloo on CPU) and trains a DDP replica on its share of every batch.
+A plain `vdatrain fit` is the one-process case of the same code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        """The process that writes logs, checkpoints and evaluations."""
+        return self.rank == 0
+
+    def shard(self, items: list, what: str = "train.batch_size") -> list:
+        """This process's contiguous share of a global batch (which must split evenly)."""
+        if len(items) % self.world:
+            raise ValueError(f"{what}: {len(items)} does not split over {self.world} processes")
+        n = len(items) // self.world
+        return items[self.rank * n:(self.rank + 1) * n]
+
+    def gather(self, obj) -> list:
+        """`obj` from every process, in rank order (a one-element list in a single process)."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+def setup() -> Dist:
+    """Join the torchrun process group when launched by torchrun; else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    if world == 1:
+        return Dist(device=torch.device("cuda" if cuda else "cpu"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    return Dist(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
+    """DDP replica on several processes (BatchNorm synchronised across GPUs, so the statistics are
+    those of the global batch as in a one-GPU run; gloo has no SyncBatchNorm, so on CPU each replica
+    normalises its own share); the model itself otherwise."""
+    if d.world == 1:
+        return model
+    if d.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device] if d.device.type == "cuda" else None)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def replicas_in_sync(model: torch.nn.Module, d: Dist) -> bool:
+    """Whether every process holds bit-identical parameters (checked at each checkpoint)."""
+    if d.world == 1:
+        return True
+    with torch.no_grad():
+        mine = torch.stack([p.detach().double().sum() for p in unwrap(model).parameters()]).cpu()
+    return all(torch.equal(mine, other) for other in d.gather(mine))
