@@ -1,0 +1,33 @@
+"""ClassMix: ceil(n/2) of the batch's source classes, per image; source inside the mask, target outside."""
+
+import torch
+
+from vdatrain.adapt.classmix import class_masks, mix
+
+
+def test_half_the_classes_of_the_batch_rounded_up_are_pasted():
+    labels = torch.tensor([[[0, 1], [2, 255]], [[3, 3], [4, 0]]])  # 5 classes in the batch, ignore excluded
+    torch.manual_seed(0)
+    for _ in range(20):
+        masks = class_masks(labels)
+        for img, m in zip(labels, masks):
+            inside = set(img[m.bool()].tolist())
+            assert 255 not in inside
+        # each image's mask is the set membership of 3 classes drawn from {0..4}
+        assert masks.shape == (2, 2, 2) and masks.dtype == torch.float32
+
+
+def test_the_drawn_classes_are_ceil_half_of_the_union():
+    labels = torch.arange(5).repeat(1, 1, 1)  # one image holding classes 0..4, one pixel each
+    torch.manual_seed(1)
+    assert int(class_masks(labels).sum()) == 3
+
+
+def test_mixed_label_and_weight():
+    mask = torch.tensor([[[1.0, 0.0]]])
+    ys, pl = torch.tensor([[[7, 7]]]), torch.tensor([[[2, 2]]])
+    pw = torch.full((1, 1, 2), 0.4)
+    assert mix(mask, ys, pl).tolist() == [[[7, 2]]]
+    assert mix(mask, torch.ones_like(pw), pw).tolist() == [[[1.0, 0.4000000059604645]]]
+    xs, xt = torch.ones(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
+    assert mix(mask, xs, xt)[0, :, 0].tolist() == [[1.0, 0.0]] * 3

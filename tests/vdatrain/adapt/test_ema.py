@@ -1,0 +1,37 @@
+"""The EMA teacher: theta_T <- a theta_T + (1 - a) theta_S, a_t = min(1 - 1/(t+1), alpha)."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from vdatrain.adapt.ema import EMATeacher, ema_alpha
+
+
+def test_alpha_follows_the_student_early_and_saturates():
+    assert ema_alpha(1, 0.999) == 0.5
+    assert ema_alpha(9, 0.999) == pytest.approx(0.9)
+    assert ema_alpha(100_000, 0.999) == 0.999
+
+
+def test_update_is_the_moving_average_of_parameters_only():
+    student = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    teacher = EMATeacher(student, alpha=0.999)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.fill_(1.0)
+        student[1].running_mean.fill_(5.0)
+    before = [p.clone() for p in teacher.model.parameters()]
+    teacher.update(student, 3)  # a = 0.75
+    for t, b in zip(teacher.model.parameters(), before):
+        torch.testing.assert_close(t, 0.75 * b + 0.25 * torch.ones_like(b))
+    assert torch.equal(teacher.model[1].running_mean, torch.zeros(2))  # buffers are not averaged
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+
+
+def test_the_teacher_predicts_without_dropout_but_with_batch_statistics():
+    student = nn.Sequential(nn.BatchNorm1d(3, affine=False), nn.Dropout(0.9))
+    teacher = EMATeacher(student)
+    x = torch.randn(8, 3) * 4 + 2
+    out = teacher.predict(x)
+    expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(out, expected)  # train-mode BN, dropout off: deterministic

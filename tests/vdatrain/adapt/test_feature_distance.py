@@ -1,0 +1,41 @@
+"""Feature distance: thing-class cells by 0.75 majority; mean L2 distance; zero on an empty mask."""
+
+import torch
+import torch.nn as nn
+
+from vdatrain.adapt.feature_distance import FeatureDistance, downscale_label, thing_mask
+from vdatrain.recipe import FDSpec
+
+
+def test_majority_downscaling_of_a_known_label():
+    label = torch.full((1, 4, 4), 0)
+    label[0, :2, :2] = 13  # a car cell
+    label[0, 0, 2:] = 11  # a person covering 2/4 of its cell: no majority
+    label[0, 2:, 2:] = 255
+    label[0, 3, 3] = 6  # 1 of 4 pixels
+    small = downscale_label(label, (2, 2), 0.75, 19)
+    assert small.tolist() == [[[13, 255], [0, 255]]]
+    assert thing_mask(label, (2, 2), [6, 7, 11, 13], 0.75, 19).tolist() == [[[True, False], [False, False]]]
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 4, 2, 2, bias=False)
+
+
+def test_loss_is_the_weighted_mean_distance_over_thing_cells_and_zero_without_them():
+    model = Model()
+    fd = FeatureDistance(model, FDSpec(weight=0.5, classes=[13]))
+    image = torch.randn(1, 3, 4, 4)
+    imnet = model.backbone(image).detach()
+    student = imnet.clone()
+    student[0, :, 0, 0] += torch.tensor([3.0, 4.0, 0.0, 0.0])  # distance 5 in the car cell
+    student[0, :, 1, 1] += 100.0  # far off, but not a thing cell
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    label[0, :2, :2] = 13
+    torch.testing.assert_close(fd.loss(student, image, label), torch.tensor(0.5 * 5.0))
+    student.requires_grad_(True)
+    empty = fd.loss(student, image, torch.zeros(1, 4, 4, dtype=torch.long))
+    assert empty.item() == 0.0 and not torch.isnan(empty)
+    empty.backward()  # the guard keeps a graph

@@ -1,0 +1,1 @@
+"""Parts of domain-adaptive self-training, each small and tested alone; `vdatrain.methods` composes them."""

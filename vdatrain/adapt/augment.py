@@ -1,0 +1,48 @@
+"""DACS strong augmentation: colour jitter and Gaussian blur, per image, on normalised tensors.
+
+Colour jitter is applied with probability `jitter_p` (0.8; the reference's parameter
+named "probability 0.2" is the probability of skipping it): brightness (additive,
++-0.2 on 0..1 intensities), contrast, saturation (factors in 1 +- 0.2) and hue
+(+-0.2 turns) in a random order. Blur with probability 0.5, sigma ~ U(0.15, 1.15),
+an odd kernel of about 10% of each side. Images come in and go out ImageNet-normalised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from vdatrain.data.samples import IMAGENET_MEAN, IMAGENET_STD
+
+
+def _uniform(lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(()))
+
+
+def blur_kernel(side: int) -> int:
+    """An odd kernel size of about 10% of `side` (DACS' rule)."""
+    k = math.ceil(0.1 * side)
+    return k + 1 - k % 2
+
+
+def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
+    """(B, 3, H, W) normalised -> augmented, normalised; `spec` is a recipe's adapt.augment."""
+    mean = torch.as_tensor(IMAGENET_MEAN / 255, device=images.device)[:, None, None]
+    std = torch.as_tensor(IMAGENET_STD / 255, device=images.device)[:, None, None]
+    out = []
+    for img in images.float():
+        x = (img * std + mean).clamp(0, 1)
+        if float(torch.rand(())) < spec.jitter_p:
+            ops = [lambda x: (x + _uniform(-spec.brightness, spec.brightness)).clamp(0, 1),
+                   lambda x: TF.adjust_contrast(x, _uniform(1 - spec.contrast, 1 + spec.contrast)),
+                   lambda x: TF.adjust_saturation(x, _uniform(1 - spec.saturation, 1 + spec.saturation)),
+                   lambda x: TF.adjust_hue(x, _uniform(-spec.hue, spec.hue))]
+            for i in torch.randperm(len(ops)).tolist():
+                x = ops[i](x)
+        if float(torch.rand(())) < spec.blur_p:
+            sigma = _uniform(*spec.blur_sigma)
+            x = TF.gaussian_blur(x, [blur_kernel(x.shape[2]), blur_kernel(x.shape[1])], [sigma, sigma])
+        out.append((x - mean) / std)
+    return torch.stack(out).to(images.dtype)

@@ -1,0 +1,46 @@
+"""The mean teacher: an exponential moving average of the student's parameters.
+
+theta_T <- a_t theta_T + (1 - a_t) theta_S with a_t = min(1 - 1 / (t + 1), alpha):
+the early teacher follows the student closely, later it averages over ~1/(1 - alpha)
+iterations. Parameters only; BatchNorm buffers are the teacher's own (it predicts in
+training mode, normalising with the target batch's statistics, as DACS does), while
+dropout and drop-path are off so pseudo-labels are not noisy.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+
+def ema_alpha(it: int, alpha: float) -> float:
+    """The averaging weight at iteration `it` (the first update is it = 1)."""
+    return min(1 - 1 / (it + 1), alpha)
+
+
+def _is_stochastic(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ == "DropPath"
+
+
+class EMATeacher:
+    def __init__(self, student: nn.Module, alpha: float = 0.999):
+        self.model = copy.deepcopy(student)
+        self.model.requires_grad_(False)
+        self.alpha = alpha
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, it: int) -> None:
+        a = ema_alpha(it, self.alpha)
+        for t, s in zip(self.model.parameters(), student.parameters()):
+            t.mul_(a).add_(s.detach(), alpha=1 - a)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for (B, 3, H, W): training-mode normalisation, no dropout or drop-path."""
+        self.model.train()
+        for m in self.model.modules():
+            if _is_stochastic(m):
+                m.training = False
+        return self.model(x)

@@ -1,0 +1,51 @@
+"""ImageNet feature distance: keep the source's thing-class features close to the ImageNet backbone's.
+
+A frozen copy of the backbone as it was initialised (ImageNet weights when the recipe
+loads them) sees the same image as the student. Feature cells are kept where the
+source label, downscaled to the feature grid, has one "thing" class covering at least
+75% of the cell; loss = mean over those cells of the L2 distance between the two
+last-stage feature vectors, times the weight (0.005). No such cell: zero loss (the
+mean over an empty set would be NaN).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+IGNORE = 255
+
+
+def downscale_label(label: torch.Tensor, size: tuple[int, int], majority: float, num_classes: int) -> torch.Tensor:
+    """(B, H, W) -> (B, h, w): each cell's majority class if it covers >= `majority` of the cell, else 255."""
+    onehot = F.one_hot(torch.where(label == IGNORE, num_classes, label), num_classes + 1).permute(0, 3, 1, 2).float()
+    share, cls = F.adaptive_avg_pool2d(onehot, size).max(dim=1)
+    return torch.where((share >= majority) & (cls < num_classes), cls, torch.full_like(cls, IGNORE))
+
+
+def thing_mask(label: torch.Tensor, size: tuple[int, int], classes, majority: float, num_classes: int) -> torch.Tensor:
+    """(B, H, W) label -> (B, h, w) bool: cells whose majority class is one of `classes`."""
+    small = downscale_label(label, size, majority, num_classes)
+    return torch.isin(small, torch.as_tensor(list(classes), device=label.device))
+
+
+class FeatureDistance:
+    def __init__(self, model: nn.Module, spec, num_classes: int = 19):
+        self.backbone = copy.deepcopy(model.backbone).eval().requires_grad_(False)
+        self.spec, self.num_classes = spec, num_classes
+
+    def imagenet_features(self, image: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            feats = self.backbone(image)
+        return feats[-1] if isinstance(feats, (list, tuple)) else feats
+
+    def loss(self, features: torch.Tensor, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """features (B, D, h, w) of the student for `image` (B, 3, H', W'); label (B, H, W) of the crop."""
+        mask = thing_mask(label, features.shape[-2:], self.spec.classes, self.spec.majority, self.num_classes)
+        if not mask.any():
+            return features.sum() * 0  # keeps the graph (DDP expects every parameter's gradient)
+        dist = torch.linalg.vector_norm(features.float() - self.imagenet_features(image).float(), dim=1)
+        return self.spec.weight * dist[mask].mean()

@@ -1,0 +1,27 @@
+"""Pseudo-labels from teacher logits: the argmax class and ONE confidence weight per batch.
+
+The weight is the fraction of the batch's pixels whose top softmax probability
+reaches the threshold (0.968), a scalar, as DACS computes it; per-pixel confidence
+weighting is a different method. Margin masks (zero near the image border, where
+Cityscapes has rectification artefacts and the ego vehicle) multiply it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pseudo_label(logits: torch.Tensor, threshold: float = 0.968, size: tuple[int, int] | None = None,
+                 margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, h, w) logits -> label (B, H, W) int64 and weight (B, H, W) float32.
+
+    Logits are upsampled bilinearly to `size` (the crop) first; `margin` is (B, H, W) 1/0.
+    """
+    if size is not None and logits.shape[-2:] != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    confidence, label = torch.softmax(logits.float(), dim=1).max(dim=1)
+    weight = (confidence >= threshold).float().mean() * torch.ones_like(confidence)
+    if margin is not None:
+        weight = weight * margin
+    return label, weight
