@@ -11,6 +11,7 @@ from functools import partial
 
 from vdatrain.models.daformer import DAFormer
 from vdatrain.models.deeplabv2 import DeepLabV2
+from vdatrain.models.hrda import HRDA
 
 MODELS = {
     "deeplabv2_r101": partial(DeepLabV2, depth=101, stem="deep"),  # the paper's DeepLabV2 (ResNet-101-v1c)
@@ -22,7 +23,11 @@ MODELS = {
 }
 
 
-def build_model(name: str, num_classes: int = 19):
+def build_model(name: str, num_classes: int = 19, hrda=None):
+    """The named model; wrapped in HRDA multi-resolution fusion when `hrda` (a recipe's model.hrda) is given."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
-    return MODELS[name](num_classes=num_classes)
+    model = MODELS[name](num_classes=num_classes)
+    if hrda is not None:
+        model = HRDA(model, num_classes, hrda.context_scale, hrda.detail_crop, hrda.detail_stride)
+    return model

@@ -103,5 +103,7 @@ class DAFormer(nn.Module):
         """(B, 3, H, W) -> last-stage features (B, d4, H/32, W/32), for the ImageNet feature distance."""
         return self.backbone(x)[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits; with `return_features`, (logits, last-stage features) from the same pass."""
+        feats = self.backbone(x)
+        return (self.head(feats), feats[-1]) if return_features else self.head(feats)

@@ -39,5 +39,7 @@ class DeepLabV2(nn.Module):
         """(B, 3, H, W) -> last-stage features (B, C, H/8, W/8), for the ImageNet feature distance."""
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Logits; with `return_features`, (logits, last-stage features) from the same pass."""
+        feats = self.backbone(x)
+        return (self.head(feats), feats) if return_features else self.head(feats)

@@ -1,0 +1,117 @@
+"""HRDA multi-resolution fusion around a DeepLabV2 or DAFormer segmentation model.
+
+Context branch: the whole input scaled by `context_scale` (0.5). Detail branch: a
+`detail_crop` window at full resolution. Both use the same backbone and the same
+segmentation head; a separate scale-attention head on the context features gives,
+through a sigmoid, one weight per class and position:
+
+    fused = up(a) * s_detail + up((1 - a) * s_context)
+
+(1 - a) multiplies the context logits before they are upsampled, as HRDA does.
+
+Training, `forward(x, detail_box=box)`: one detail box per forward, shared by the
+batch, with corners on an 8-pixel grid; logits are fused at the detail features'
+resolution (stride s = `output_stride` of the input) and a = 0 outside the box,
+since no detail prediction exists there. Returns
+    fused   (B, C, H/s, W/s)
+    detail  (B, C, h/s, w/s)     for the box's (h, w)
+    context_features             last backbone stage of the context branch (for the feature distance)
+
+Inference, `forward(x)`: the detail logits come from sliding `detail_crop` windows
+at `detail_stride` over the whole input (averaged where they overlap), each window's
+logits upsampled to its pixels, and the fusion happens at pixel resolution, so
+windows need not fall on the feature grid (BDD's 360 / 180):
+    logits  (B, C, H, W)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vdatrain.inference import slide_logits
+from vdatrain.models.daformer import DAFormer, DAFormerHead
+from vdatrain.models.deeplabv2 import DeepLabV2, DLV2Head
+
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) pixels of the input
+
+
+def attention_head_for(base: nn.Module, num_classes: int) -> nn.Module:
+    """HRDA's scale-attention head: a second DeepLabV2 head, or a DAFormer head with a 1x1 fusion."""
+    if isinstance(base, DeepLabV2):
+        return DLV2Head(base.backbone.out_channels, num_classes)
+    if isinstance(base, DAFormer):
+        return DAFormerHead(base.backbone.out_channels, num_classes, fusion="conv1x1")
+    raise TypeError(f"HRDA has no attention head for {type(base).__name__}")
+
+
+def random_detail_box(height: int, width: int, crop: tuple[int, int], grid: int, generator=None) -> Box:
+    """A crop-sized box inside (height, width) whose corner lies on a `grid`-pixel lattice."""
+    ch, cw = crop
+    ny, nx = (height - ch) // grid + 1, (width - cw) // grid + 1
+    y0 = int(torch.randint(ny, (1,), generator=generator)) * grid
+    x0 = int(torch.randint(nx, (1,), generator=generator)) * grid
+    return y0, y0 + ch, x0, x0 + cw
+
+
+def _up(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class HRDA(nn.Module):
+    def __init__(self, base: nn.Module, num_classes: int = 19, context_scale: float = 0.5,
+                 detail_crop=(512, 512), detail_stride=(256, 256)):
+        super().__init__()
+        self.backbone, self.head = base.backbone, base.head
+        self.attention = attention_head_for(base, num_classes)
+        self.output_stride = base.output_stride
+        self.num_classes = num_classes
+        self.context_scale = context_scale
+        self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
+
+    def _last(self, feats):
+        return feats[-1] if isinstance(feats, (list, tuple)) else feats
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last backbone stage of `x` (callers pass the context-scaled image for the feature distance)."""
+        return self._last(self.backbone(x))
+
+    def context(self, x: torch.Tensor):
+        """-> (context logits, attention in [0, 1], context features), all at the context features' stride."""
+        small = F.interpolate(x, scale_factor=self.context_scale, mode="bilinear", align_corners=False)
+        feats = self.backbone(small)
+        return self.head(feats), torch.sigmoid(self.attention(feats)), self._last(feats)
+
+    def detail(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, h, w) full-resolution window -> (B, C, h/s, w/s)."""
+        return self.head(self.backbone(x))
+
+    def fuse_train(self, s_context: torch.Tensor, attention: torch.Tensor, s_detail: torch.Tensor, box: Box,
+                   size: tuple[int, int]) -> torch.Tensor:
+        """Fuse at the detail stride for an input of `size` pixels; attention is zeroed outside the box."""
+        s = self.output_stride
+        out = (math.ceil(size[0] / s), math.ceil(size[1] / s))
+        y0, y1, x0, x1 = box
+        # the box in attention cells: the context features' stride is s / context_scale pixels
+        r = s / self.context_scale
+        mask = torch.zeros_like(attention)
+        mask[:, :, int(y0 // r):int(y1 // r), int(x0 // r):int(x1 // r)] = 1
+        attention = attention * mask
+        canvas = s_detail.new_zeros((*s_detail.shape[:2], *out))
+        canvas[:, :, y0 // s:y0 // s + s_detail.shape[2], x0 // s:x0 // s + s_detail.shape[3]] = s_detail
+        return _up(attention, out) * canvas + _up((1 - attention) * s_context, out)
+
+    def forward(self, x: torch.Tensor, detail_box: Box | None = None, return_features: bool = False):
+        s_context, attention, ctx_feats = self.context(x)
+        if detail_box is not None:
+            y0, y1, x0, x1 = detail_box
+            s_detail = self.detail(x[:, :, y0:y1, x0:x1])
+            fused = self.fuse_train(s_context, attention, s_detail, detail_box, x.shape[-2:])
+            return {"fused": fused, "detail": s_detail, "context_features": ctx_feats}
+        size = x.shape[-2:]
+        s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride)
+        fused = _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)
+        return (fused, ctx_feats) if return_features else fused
