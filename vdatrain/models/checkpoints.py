@@ -1,0 +1,84 @@
+"""Released mmseg-format DAFormer / HRDA / MIC checkpoints -> our models (for evaluation).
+
+Their `state_dict` holds three models under prefixes: `model.` (the student, which the
+papers evaluate), `ema_model.` (the teacher) and `imnet_model.` (the frozen ImageNet
+copy for the feature distance, never needed here). Key map, after the prefix:
+
+| mmseg | ours |
+|---|---|
+| `backbone.*` | `backbone.*` (mmcv ResNet-v1c and SegFormer MiT names are ours) |
+| `decode_head.head.*` (HRDA) / `decode_head.*` (single scale) | `head.*` |
+| `decode_head.scale_attention.*` (HRDA) | `attention.*` |
+| `<head>.aspp_modules.{i}.conv.{weight,bias}` of a DeepLabV2 head | `<head>.aspp.{i}.{weight,bias}` |
+
+DAFormer heads already use mmseg's names (`embed_layers`, `fuse_layer`, `conv_seg`).
+Loading is strict: missing, unexpected or mis-shaped keys are an error listing them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from vdatrain.models.weights import WeightsError, _few
+
+BRANCHES = {"student": "model.", "teacher": "ema_model."}
+
+
+def is_mmseg(state: dict) -> bool:
+    return any(k.startswith(("model.decode_head.", "decode_head.")) for k in state)
+
+
+def map_mmseg_keys(state: dict, branch: str = "student") -> dict:
+    """The named branch of an mmseg state dict, under our model's key names."""
+    prefix = BRANCHES[branch]
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    elif any(k.startswith(tuple(BRANCHES.values())) for k in state):
+        raise WeightsError(f"no {branch} weights ({prefix}*) in this checkpoint")
+    out = {}
+    for key, value in state.items():
+        key = re.sub(r"^decode_head\.scale_attention\.", "attention.", key)
+        key = re.sub(r"^decode_head\.head\.", "head.", key)
+        key = re.sub(r"^decode_head\.", "head.", key)
+        key = re.sub(r"^(head|attention)\.aspp_modules\.(\d+)\.conv\.(weight|bias)$", r"\1.aspp.\2.\3", key)
+        out[key] = value
+    return out
+
+
+def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student") -> str:
+    """Load a `vdatrain fit` checkpoint or a released mmseg checkpoint into `model`; returns the format."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch.load raises many types for files that are not checkpoints
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    if isinstance(ckpt, dict) and "model" in ckpt and "iteration" in ckpt:
+        if branch == "teacher":
+            if "teacher" not in ckpt.get("method", {}):
+                raise WeightsError(f"{path}: this run has no teacher (not a self-training run)")
+            state, fmt = ckpt["method"]["teacher"], "vdatrain (teacher)"
+        else:
+            state, fmt = ckpt["model"], "vdatrain"
+    else:
+        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+        if not isinstance(state, dict) or not is_mmseg(state):
+            raise WeightsError(f"{path}: neither a vdatrain checkpoint nor an mmseg segmentor state dict")
+        try:
+            state, fmt = map_mmseg_keys(state, branch), f"mmseg ({branch})"
+        except WeightsError as e:
+            raise WeightsError(f"{path}: {e}") from None
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    need = {k for k in own if not k.endswith("num_batches_tracked")}
+    missing, unexpected = need - set(state), set(state) - set(own)
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in need & set(state)
+              if state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
+        raise WeightsError(f"{path} ({fmt}) does not fit the recipe's model: " + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    return fmt
