@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The main job on embedded default data. Today: generate the synthetic replicas of the four raw
-# layouts (with exact flow), save a preview picture of each, ingest them into stores (frames, labels,
-# class counts; BDDVid by matching BDD10k images to their videos), compute DIS optical flow with
-# validity for every store, save a flow picture, and describe and verify one store.
-# Later stages (train -> evaluate) extend it.
+# The main job on embedded default data: generate the synthetic replicas of the four raw layouts
+# (with exact flow), save a preview picture of each, ingest them into stores (frames, labels, class
+# counts; BDDVid by matching BDD10k images to their videos), compute DIS optical flow with validity
+# for every store, save a flow picture, describe and verify one store; then train the `demo` recipe
+# (source-only, synthetic VIPER) and evaluate it on the synthetic Cityscapes-Seq val set.
 FP := $(VENV)/bin/flowprep
+VT := $(VENV)/bin/vdatrain
 demo: $(STAMP)
 	$(FP) synth --out $(DEMO)/raw --scale demo --seed 0
 	$(FP) synth-preview $(DEMO)/raw --out $(DEMO)/preview
@@ -39,12 +40,15 @@ demo: $(STAMP)
 	    --out $(DEMO)/preview/flow-cityscapes-seq.png --zoom 2
 	$(FP) inspect $(DEMO)/stores/cityscapes-seq_val.zarr
 	$(FP) verify $(DEMO)/stores/cityscapes-seq_val.zarr
+	$(VT) fit demo --run-dir $(DEMO)/runs/demo
+	$(VT) eval demo --ckpt $(DEMO)/runs/demo/checkpoint.pt
 
 bench: $(STAMP)
 	$(PY) bench/loader.py
 	$(PY) bench/domain_gap.py --raw $(DEMO)/raw
 	$(PY) bench/bddvid.py
 	$(PY) bench/flow.py
+	$(PY) bench/train_step.py
 
 clean-demo:
 	rm -rf $(DEMO)

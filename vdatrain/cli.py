@@ -97,14 +97,18 @@ def recipes(show):
 @cli.command("eval")
 @click.argument("recipe")
 @click.option("--ckpt", required=True, type=click.Path(dir_okay=False, exists=True, path_type=str),
-              help="A checkpoint written by `vdatrain fit` (its run folder's checkpoint.pt).")
+              help="A checkpoint written by `vdatrain fit` (its run folder's checkpoint.pt), or a released "
+                   "mmseg-format DAFormer/HRDA/MIC checkpoint (keys mapped, see docs/train.md).")
+@click.option("--branch", type=click.Choice(["student", "teacher"]), default="student", show_default=True,
+              help="Which weights of a self-training checkpoint: the student (what the papers report) or "
+                   "the EMA teacher.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Folder for per_class.csv, per_class.md, results.json, confusion.npy and pictures/ "
                    "(default: eval/ next to --ckpt).")
 @click.option("--pictures", default=4, show_default=True, type=click.IntRange(min=0),
               help="Save image | prediction overlay | ground truth pictures for this many samples.")
-def evaluate_cmd(recipe, ckpt, overrides, out, pictures):
+def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures):
     """Evaluate a checkpoint on the recipe's eval store: sliding windows, mIoU under both protocols.
 
     The standard protocol excludes pixels labelled with a non-evaluated class; the
@@ -117,13 +121,14 @@ def evaluate_cmd(recipe, ckpt, overrides, out, pictures):
 
     from vdatrain.evaluate import evaluate, markdown, report
     from vdatrain.models import build_model
+    from vdatrain.models.checkpoints import load_checkpoint_weights
     from vdatrain.recipe import check_paths, load_recipe
 
     r = load_recipe(recipe, list(overrides))
     check_paths(r)
-    model = build_model(r.model.name, r.model.num_classes)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["model"] if isinstance(state, dict) and "model" in state else state)
+    model = build_model(r.model.name, r.model.num_classes, r.model.hrda)
+    fmt = load_checkpoint_weights(model, ckpt, branch)
+    click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
     conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
                     "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty(),

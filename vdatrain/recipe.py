@@ -36,10 +36,70 @@ class DataSpec:
 
 
 @dataclass
+class HRDASpec:
+    """Multi-resolution fusion (`vdatrain/models/hrda.py`); BDD targets: detail_crop 360, detail_stride 180."""
+    context_scale: float = 0.5
+    detail_crop: tuple[int, int] = (512, 512)  # training detail box; inference detail windows
+    detail_stride: tuple[int, int] = (256, 256)  # inference detail windows
+    detail_loss_weight: float = 0.1  # L = (1 - w) CE(fused) + w CE(detail)
+    box_grid: int = 8  # detail box corners on this pixel lattice
+
+
+@dataclass
 class ModelSpec:
     name: str = "deeplabv2_r101"
     num_classes: int = 19
     pretrained: Optional[str] = None  # ImageNet backbone weights (local file)
+    hrda: Optional[HRDASpec] = None
+
+
+@dataclass
+class AugmentSpec:
+    """DACS strong augmentation of mixed images (per image)."""
+    jitter_p: float = 0.8  # colour jitter applied with this probability
+    brightness: float = 0.2  # additive, on 0..1 intensities
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.2
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.15, 1.15)
+
+
+@dataclass
+class RCSSpec:
+    """Rare class sampling of source samples from the store's class counts."""
+    temperature: float = 0.01
+    min_pixels: int = 3000  # a sample qualifies for class c with more pixels of c (native resolution)
+    min_crop_ratio: float = 0.5  # re-crop until the crop holds > min_pixels * this of c (HRDA 1024 crops: 2.0)
+    retries: int = 10
+
+
+@dataclass
+class FDSpec:
+    """ImageNet feature distance on thing-class cells of the source (context branch under HRDA)."""
+    weight: float = 0.005
+    classes: list[int] = field(default_factory=lambda: [6, 7, 11, 12, 13, 14, 15, 16, 17, 18])
+    majority: float = 0.75  # a feature cell takes a class covering at least this share of its pixels
+
+
+@dataclass
+class MICSpec:
+    """Masked image consistency on the augmented target."""
+    block: int = 64  # mask block side in pixels
+    mask_ratio: float = 0.7  # fraction of blocks zeroed
+    weight: float = 1.0
+
+
+@dataclass
+class AdaptSpec:
+    """Self-training (DACS) with switchable parts; null disables an optional part."""
+    ema_alpha: float = 0.999
+    pseudo_threshold: float = 0.968
+    mix: Literal["classmix", "none"] = "classmix"
+    augment: Optional[AugmentSpec] = field(default_factory=AugmentSpec)
+    rcs: Optional[RCSSpec] = None
+    fd: Optional[FDSpec] = None
+    mic: Optional[MICSpec] = None
 
 
 @dataclass
@@ -83,6 +143,7 @@ class Recipe:
     data_root: str = "."  # store paths are relative to it (e.g. --set data_root=/mnt/stores)
     description: str = ""
     target: Optional[DataSpec] = None
+    adapt: Optional[AdaptSpec] = None
     optim: OptimSpec = field(default_factory=OptimSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
 
@@ -195,6 +256,8 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     for spec in (recipe.source, recipe.target, recipe.eval):
         if spec is not None:
             spec.store = str(Path(recipe.data_root) / spec.store)
+    if recipe.adapt is not None and recipe.target is None:
+        raise RecipeError(f"{path}: adapt: needs a target section (the unlabelled target data)")
     return recipe
 
 

@@ -2,8 +2,10 @@
 
 One iteration, top to bottom: seed this iteration's randomness; set the learning
 rate; take this process's share of the iteration's batch (prepared by DataLoader
-workers); the method's losses under optional bf16 autocast; their sum backward
-(DDP averages gradients across processes); optional gradient clipping; optimiser
+workers); the method's losses, one group per forward pass (forwards under optional
+bf16 autocast), each group's sum back-propagated before the next forward so only
+one graph is alive at a time (DDP averages gradients across processes); optional
+gradient clipping; optimiser
 step; the method's post-step update (e.g. the EMA teacher); log, checkpoint and
 evaluate when due.
 
@@ -25,6 +27,7 @@ import json
 import os
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from vdatrain import distributed
+from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.data.batches import IterationBatches, loader
 from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.methods import build_method
@@ -44,10 +48,11 @@ from vdatrain.runlog import RunLog
 CHECKPOINT = "checkpoint.pt"
 
 
-def samples(data: DataSpec, seed: int, labels: bool = True) -> StoreSamples:
+def samples(data: DataSpec, seed: int, labels: bool = True, rcs=None) -> StoreSamples:
+    rare = {"rare_min_pixels": rcs.min_pixels * rcs.min_crop_ratio, "rare_retries": rcs.retries} if rcs else {}
     return StoreSamples(SampleSpec(store=data.store, crop=data.crop, scale=data.scale, offsets=tuple(data.offsets),
                                    flows=tuple(data.flows), max_class_ratio=data.max_class_ratio,
-                                   margins=data.margins, seed=seed, labels=labels))
+                                   margins=data.margins, seed=seed, labels=labels, **rare))
 
 
 def iteration_seed(seed: int, it: int, rank: int) -> int:
@@ -98,7 +103,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     torch.manual_seed(t.seed)  # the same initial weights in every process
-    model = build_model(recipe.model.name, recipe.model.num_classes)
+    model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
     model.to(d.device)
@@ -109,23 +114,30 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
     start = 0
     if (run_dir / CHECKPOINT).exists():
         start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method)
-    source = samples(recipe.source, t.seed)
+    rcs = recipe.adapt.rcs if recipe.adapt else None
+    source = samples(recipe.source, t.seed, rcs=rcs)
     target = samples(recipe.target, t.seed, labels=False) if recipe.target else None
-    batches = IterationBatches(source, t.batch_size, t.seed, d, target=target)
+    chooser = RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, t.seed) if rcs else None
+    batches = IterationBatches(source, t.batch_size, t.seed, d, target=target, choose_source=chooser)
     log = RunLog(run_dir, enabled=d.main)
+    if chooser is not None and start == 0:
+        log.write({"iteration": 0, "rcs_classes": chooser.classes.tolist(), "rcs_p": chooser.p.round(4).tolist(),
+                   "rcs_classes_without_samples": chooser.dropped})
     records = []
     net.train()
     bar = tqdm(total=t.iters, initial=start, desc="fit", unit="it", disable=not (progress and d.main))
+    amp = partial(torch.autocast, d.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     tic = time.perf_counter()
     for it, batch in enumerate(loader(batches, start, t.iters, t.workers), start):
         torch.manual_seed(iteration_seed(t.seed, it, d.rank))  # dropout, drop-path, augmentations
         set_lr(optimizer, it, t.iters, o.warmup_iters, o.warmup_ratio)
         batch = to_device(batch, d.device)
-        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-            losses = method.losses(net, batch, it)
-        loss = sum(losses.values())
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = {}
+        for terms in method.losses(net, batch, it, amp):  # one group per forward pass
+            sum(terms.values()).backward()  # frees that pass's graph before the next forward
+            losses |= {k: v.detach() for k, v in terms.items()}
+        loss = sum(losses.values())
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()

@@ -14,7 +14,7 @@ def test_help_and_version():
 def test_recipes_lists_the_shipped_recipes_and_shows_one():
     result = CliRunner().invoke(cli, ["recipes"])
     assert result.exit_code == 0
-    assert "demo" in result.output and "source-viper-cs" in result.output and "oracle-synthia-bdd" in result.output
+    assert "demo" in result.output and "dlv2-source-viper-cs" in result.output and "segformer-hrda-mic-synthia-bdd" in result.output
     shown = CliRunner().invoke(cli, ["recipes", "--show", "demo"])
     assert shown.exit_code == 0 and "name: demo" in shown.output
 

@@ -75,13 +75,35 @@ def test_every_shipped_recipe_validates_and_names_its_stores():
 
     shipped = shipped_recipes()
     shifts = [f"{s}-{t}" for s in ("viper", "synthia") for t in ("cs", "bdd")]
-    assert {"demo", *(f"source-{x}" for x in shifts), *(f"oracle-{x}" for x in shifts)} <= set(shipped)
+    rows = ("source", "oracle", "hrda-mic", "hrda", "dacs-rcs-fd", "dacs-fd", "dacs")
+    paper = {f"{arch}-{row}-{shift}" for arch in ("dlv2", "segformer") for row in rows for shift in shifts}
+    assert {"demo", "demo-hrda-mic"} | paper <= set(shipped)
     for name in shipped:
         r = load_recipe(name)  # by name, as `vdatrain fit NAME`
         assert r.name == name and r.description
         assert r.eval.classes == ("synthia-seq" if "synthia" in name else "viper")
-    bdd = load_recipe("source-synthia-bdd")
+    bdd = load_recipe("dlv2-source-synthia-bdd")
     assert bdd.source.crop == (720, 720) and bdd.eval.window == (720, 720) and bdd.source.scale == 2.0
+
+
+def test_paper_recipes_switch_exactly_the_ablated_part():
+    full = load_recipe("segformer-hrda-mic-viper-cs")
+    assert full.model.name == "daformer_mitb5" and full.model.hrda.detail_crop == (512, 512)
+    assert full.adapt.rcs.min_crop_ratio == 2.0 and full.adapt.fd.weight == 0.005 and 12 not in full.adapt.fd.classes
+    assert full.adapt.mic.block == 64 and full.target.margins
+    ablations = {"hrda": ("mic",), "dacs-rcs-fd": ("mic", "hrda"), "dacs-fd": ("mic", "hrda", "rcs"),
+                 "dacs": ("mic", "hrda", "rcs", "fd")}
+    for row, removed in ablations.items():
+        r = load_recipe(f"segformer-{row}-viper-cs")
+        parts = {"mic": r.adapt.mic, "hrda": r.model.hrda, "rcs": r.adapt.rcs, "fd": r.adapt.fd}
+        assert {k for k, v in parts.items() if v is None} == set(removed), row
+    bdd = load_recipe("dlv2-hrda-mic-synthia-bdd")
+    assert bdd.model.hrda.detail_crop == (360, 360) and not bdd.target.margins and 12 in bdd.adapt.fd.classes
+
+
+def test_adaptation_needs_a_target(tmp_path):
+    with pytest.raises(RecipeError, match="adapt: needs a target section"):
+        load_recipe(_write(tmp_path, GOOD + "adapt: {}\n"))
 
 
 def test_an_unknown_recipe_name_says_where_to_look():

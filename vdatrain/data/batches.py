@@ -18,7 +18,8 @@ import torch
 from vdatrain.data.samples import StoreSamples
 from vdatrain.distributed import Dist
 
-Chooser = Callable[[int, int], list[int]]  # (iteration, global batch size) -> item indices; picklable
+# (iteration, global batch size) -> items: an index, or (index, rare class); picklable
+Chooser = Callable[[int, int], list]
 
 
 def batch_indices(seed: int, it: int, batch: int, n: int, stream: int = 0) -> list[int]:
@@ -63,7 +64,8 @@ class IterationBatches(torch.utils.data.Dataset):
         return 2 ** 62  # indexed by iteration; the sampler says which
 
     def __getitem__(self, it: int) -> dict:
-        return {name: collate([data.draw(k, it) for k in self.dist.shard(self.choose(name, it))])
+        return {name: collate([data.draw(*item, epoch=it) if isinstance(item, tuple) else data.draw(item, epoch=it)
+                              for item in self.dist.shard(self.choose(name, it))])
                 for name, data in self.streams.items()}
 
 

@@ -34,6 +34,8 @@ class SampleSpec:
     margins: bool = False  # return the pseudo-label margin mask (Cityscapes targets)
     seed: int = 0
     labels: bool = True  # False for unlabelled target training samples
+    rare_min_pixels: float = 0  # rare class sampling: the crop must hold more pixels of the drawn class
+    rare_retries: int = 10
 
 
 def normalise(rgb: np.ndarray) -> torch.Tensor:
@@ -60,22 +62,39 @@ class StoreSamples(torch.utils.data.Dataset):
         self.epoch = 0
         self._margin = margin_mask(self.reader.resolution) if spec.margins else None
 
+    def class_counts(self) -> np.ndarray:
+        """(len(self), C) int64 pixel counts per class of each item's label (native resolution)."""
+        return np.stack([np.asarray(self.reader.class_counts(i)) for i in self.indices])
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def box(self, k: int, epoch: int | None = None) -> tuple[CropBox, np.ndarray | None]:
-        """The crop of item k in `epoch` (default: the current one), and its label when the class-ratio
-        search already read it.
+    def box(self, k: int, epoch: int | None = None, rare_class: int | None = None) -> tuple[CropBox, np.ndarray | None]:
+        """The crop of item k in `epoch` (default: the current one), and its label when a search read it.
 
         Source crops are redrawn (up to `crop_retries` times) until no class covers more than
         `max_class_ratio`; if none qualifies the last checked draw is kept (mmseg uses one more,
-        unchecked draw).
+        unchecked draw). With `rare_class` (rare class sampling), that whole draw is repeated up to
+        `rare_retries` times until the crop holds more than `rare_min_pixels` pixels of the class.
         """
         s, r = self.spec, self.reader
         rng = np.random.default_rng([s.seed, self.epoch if epoch is None else epoch, k])
+        for _ in range(s.rare_retries if rare_class is not None else 1):
+            box, label = self._ratio_box(rng, k)
+            if rare_class is None:
+                return box, label
+            if label is None:
+                window = box.native_window(*r.resolution)
+                label = box.sample(r.label(self.indices[k], 0, window), window, nearest=True)
+            if np.count_nonzero(label == rare_class) > s.rare_min_pixels:
+                break
+        return box, label
+
+    def _ratio_box(self, rng: np.random.Generator, k: int) -> tuple[CropBox, np.ndarray | None]:
+        s, r = self.spec, self.reader
         box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         if s.max_class_ratio is None or not s.labels:
             return box, None
@@ -88,12 +107,12 @@ class StoreSamples(torch.utils.data.Dataset):
         return box, None
 
     def __getitem__(self, k: int) -> dict:
-        return self.draw(k, self.epoch)
+        return self.draw(k, epoch=self.epoch)
 
-    def draw(self, k: int, epoch: int) -> dict:
+    def draw(self, k: int, rare_class: int | None = None, *, epoch: int) -> dict:
         """Item k with the crop of `epoch` (the training loop passes the iteration)."""
         s, r, i = self.spec, self.reader, self.indices[k]
-        box, label = self.box(k, epoch)
+        box, label = self.box(k, epoch, rare_class)
         window = box.native_window(*r.resolution)
         out = {
             "image": torch.stack([normalise(box.sample(r.frame(i, o, window), window)) for o in s.offsets]),

@@ -1,15 +1,18 @@
 """Training methods: what one iteration computes from a batch. The loop in `vdatrain.train` is shared.
 
-A method has `losses(model, batch, it) -> {name: scalar}` (summed and back-propagated
-by the loop), `after_step(model, it)` (e.g. an EMA teacher update), and
+A method has `losses(model, batch, it, amp)`, a generator of loss groups
+`{name: scalar}`, one per forward pass: the loop back-propagates each group's sum
+before asking for the next, so one graph is alive at a time (`amp()` is the
+autocast context for forwards); `after_step(model, it)` (e.g. an EMA teacher update); and
 `state_dict()` / `load_state_dict()` for what it keeps across iterations.
 """
 
 from __future__ import annotations
 
+from vdatrain.methods.self_training import SelfTraining
 from vdatrain.methods.supervised import Supervised
 
 
 def build_method(recipe, model):
-    """The method a recipe asks for: supervised training when it names no target."""
-    return Supervised(model)
+    """The method a recipe asks for: self-training with its `adapt` section, else supervised training."""
+    return SelfTraining(recipe, model) if recipe.adapt is not None else Supervised(recipe, model)

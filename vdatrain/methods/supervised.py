@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import torch
 
-from vdatrain.losses import segmentation_loss
+from vdatrain.methods.student import student_loss
 
 
 class Supervised:
-    """L = CE(model(x_t), y_t) on the "source" stream (the oracle's "source" is the labelled target)."""
+    """L = CE(model(x_t), y_t) on the "source" stream (the oracle's "source" is the labelled target);
+    under HRDA, (1 - w) CE(fused) + w CE(detail box)."""
 
-    def __init__(self, model: torch.nn.Module):
-        pass
+    def __init__(self, recipe, model: torch.nn.Module):
+        self.hrda = recipe.model.hrda
 
-    def losses(self, model: torch.nn.Module, batch: dict, it: int) -> dict[str, torch.Tensor]:
+    def losses(self, model: torch.nn.Module, batch: dict, it: int, amp):
         src = batch["source"]
-        return {"source": segmentation_loss(model(src["image"][:, 0]), src["label"])}
+        yield {"source": student_loss(model, src["image"][:, 0], src["label"], None, self.hrda, amp)[0]}
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:
         pass
