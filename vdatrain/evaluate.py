@@ -20,6 +20,8 @@ from flowprep.store import StoreReader
 from vdatrain.data.samples import normalise
 from vdatrain.inference import slide_logits
 from vdatrain.metrics.miou import PROTOCOLS, confusion, iou_per_class
+from vdatrain.metrics.temporal import TemporalMeter
+from vdatrain.warp import warp
 
 
 def save_pictures(out_dir: Path, sample_id: str, rgb: np.ndarray, pred: np.ndarray, label: np.ndarray) -> None:
@@ -37,12 +39,25 @@ def save_pictures(out_dir: Path, sample_id: str, rgb: np.ndarray, pred: np.ndarr
     cv2.imwrite(str(out_dir / f"{sample_id}_pred.png"), colour[..., ::-1])
 
 
+def temporal_pairs(reader: StoreReader) -> list[str]:
+    """Flow pairs from frame t to another stored frame t+k: the temporal metrics' frame distances."""
+    return [name for name, p in reader.flow_pairs.items()
+            if p["from_offset"] == 0 and p["to_offset"] in reader.frame_offsets]
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
-             progress: bool = False, pictures: int = 0, picture_dir=None) -> np.ndarray:
+             progress: bool = False, pictures: int = 0, picture_dir=None,
+             temporal: dict | None = None) -> np.ndarray:
     """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
-    `pictures` samples go to `picture_dir`."""
+    `pictures` samples go to `picture_dir`. With a `temporal` dict, also the temporal metrics: it is
+    filled with {pair: TemporalMeter} for every pair of `temporal_pairs` (one more prediction per
+    pair and image: frame t+k, warped to t by nearest pixel through the stored flow and its
+    validity). Temporal metrics use video frame t (BDDVid: not the BDD10k image)."""
     reader = StoreReader(store)
+    pairs = temporal_pairs(reader) if temporal is not None else []
+    for pair in pairs:
+        temporal[pair] = TemporalMeter(num_classes)
     use_eval_image = "eval_image" in reader.attrs.get("extras", {})
     model.eval().to(device)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
@@ -53,11 +68,28 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
         conf += confusion(pred, label, num_classes)
         if n < pictures:
             save_pictures(Path(picture_dir), reader.sample_ids[i], rgb, pred.numpy().astype(np.uint8), label.numpy())
+        for pair in pairs:
+            if not reader.complete(f"flow_{pair}")[i]:
+                continue
+            pred_t = pred if not use_eval_image else predict(model, np.asarray(reader.frame(i, 0)), num_classes,
+                                                             window, stride, device)
+            pred_k = predict(model, np.asarray(reader.frame(i, reader.flow_pairs[pair]["to_offset"])), num_classes,
+                             window, stride, device)
+            flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None]
+            valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
+            warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
+            temporal[pair].add(pred_t, warped[0, 0], ok[0], label)
     return conf.numpy()
 
 
-def report(conf: np.ndarray, class_set: str, out_dir=None) -> dict:
-    """Per-class IoU and mIoU (percent) for each protocol; written as CSV, Markdown and JSON when `out_dir`."""
+def predict(model, rgb: np.ndarray, num_classes: int, window, stride, device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (H, W) int64 prediction by sliding windows."""
+    return slide_logits(model, normalise(rgb)[None].to(device), num_classes, window, stride).argmax(1)[0].cpu()
+
+
+def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None = None) -> dict:
+    """Per-class IoU and mIoU (percent) for each protocol, and the temporal metrics per flow pair
+    (standard protocol); written as CSV, Markdown and JSON when `out_dir`."""
     classes = load_classes()
     evaluated = list(classes.evaluated[class_set])
     names = [classes.names[c] for c in evaluated]
@@ -65,6 +97,8 @@ def report(conf: np.ndarray, class_set: str, out_dir=None) -> dict:
     result = {"classes": class_set, "miou": {p: float(np.nanmean(v)) for p, v in ious.items()},
               "per_class": {p: dict(zip(names, (None if np.isnan(x) else round(float(x), 2) for x in v)))
                             for p, v in ious.items()}}
+    if temporal:
+        result["temporal"] = {pair: meter.result(evaluated) for pair, meter in temporal.items()}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -84,4 +118,10 @@ def markdown(result: dict) -> str:
         cells = [result["per_class"][p][name] for p in protocols]
         lines.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.1f}" for c in cells) + " |")
     lines.append("| **mIoU** | " + " | ".join(f"**{result['miou'][p]:.1f}**" for p in protocols) + " |")
+    if result.get("temporal"):
+        lines += ["", "| flow pair | PredConsis mIoU | Warped mIoU | Warped Acc | Consistency mIoU | "
+                      "Consistency Acc | retained % |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for pair, t in result["temporal"].items():
+            lines.append(f"| {pair} | " + " | ".join(f"{t[k]:.1f}" for k in (
+                "predconsis_miou", "warped_miou", "warped_acc", "consistency_miou", "consistency_acc", "retained")) + " |")
     return "\n".join(lines) + "\n"

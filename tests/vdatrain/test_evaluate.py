@@ -1,0 +1,52 @@
+"""`vdatrain eval` reports the temporal metrics for every flow pair from frame t that the store holds."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from flowprep.cli import cli as flowprep_cli
+from vdatrain.cli import cli
+from vdatrain.models import build_model
+
+RECIPE = """
+name: tiny-eval
+model: {{name: deeplabv2_r18}}
+source: {{store: {store}}}
+eval: {{store: {store}, classes: viper, window: [64, 128], stride: [32, 64]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(synth_tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    store = root / "cs.zarr"
+    run = lambda *a: CliRunner().invoke(flowprep_cli, list(map(str, a)))
+    assert run("ingest", "cityscapes-seq", "--root", synth_tiny, "--split", "val", "--out", store,
+               "--offsets", "-1,0,1", "--workers", 1).exit_code == 0
+    assert run("flow", store, "--model", "dis", "--pairs", "bwd:1,fwd:1,bwd:1@1").exit_code == 0
+    (root / "recipe.yaml").write_text(RECIPE.format(store=store))
+    torch.manual_seed(0)
+    torch.save({"model": build_model("deeplabv2_r18").state_dict(), "iteration": 0}, root / "ckpt.pt")
+    return root
+
+
+def test_temporal_metrics_per_pair_from_frame_t(setup):
+    result = CliRunner().invoke(cli, ["eval", str(setup / "recipe.yaml"), "--ckpt", str(setup / "ckpt.pt"),
+                                      "--pictures", "0", "--out", str(setup / "out")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((setup / "out/results.json").read_text())
+    assert sorted(saved["temporal"]) == ["bwd_1", "fwd_1"]  # bwd_1_at_p1 starts at t+1: not a metric of t
+    for metrics in saved["temporal"].values():
+        assert set(metrics) == {"predconsis_miou", "warped_miou", "warped_acc", "consistency_miou",
+                                "consistency_acc", "retained"}
+        assert 0 < metrics["retained"] <= 100 and 0 <= metrics["predconsis_miou"] <= 100
+    assert "| bwd_1 |" in result.output and "PredConsis mIoU" in result.output
+
+
+def test_no_temporal_skips_them(setup):
+    result = CliRunner().invoke(cli, ["eval", str(setup / "recipe.yaml"), "--ckpt", str(setup / "ckpt.pt"),
+                                      "--pictures", "0", "--no-temporal", "--out", str(setup / "plain")])
+    assert result.exit_code == 0, result.output
+    assert "temporal" not in json.loads((setup / "plain/results.json").read_text())

@@ -1,0 +1,62 @@
+"""Temporal metrics of the paper (sections 4.4-4.5), from predictions of frames t and t+k.
+
+With warp(pred_{t+k}) the prediction of t+k brought to t through the flow (nearest
+pixel, valid pixels only) and y_t the label of t:
+- PL-PredConsis-mIoU: mIoU of warp(pred_{t+k}) against pred_t (agreement over time);
+- PL-Warped-mIoU / Acc: warp(pred_{t+k}) against y_t;
+- PL-Consistency-mIoU / Acc: pred_t against y_t on the pixels where warp(pred_{t+k})
+  equals pred_t, with the share of labelled valid pixels retained.
+Acc is the class-wise mean accuracy (mean over classes of TP / labelled pixels).
+Each metric accumulates a confusion matrix over the evaluation set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from vdatrain.metrics.miou import confusion, iou_per_class
+
+IGNORE = 255
+
+
+class TemporalMeter:
+    """Accumulates the confusions of one frame distance."""
+
+    def __init__(self, num_classes: int = 19):
+        self.c = num_classes
+        self.conf = {name: torch.zeros(num_classes, num_classes, dtype=torch.int64)
+                     for name in ("predconsis", "warped", "consistency")}
+        self.retained = [0, 0]  # consistent labelled pixels, labelled valid pixels
+
+    def add(self, pred_t: torch.Tensor, warped_k: torch.Tensor, valid: torch.Tensor, label_t: torch.Tensor) -> None:
+        """All (H, W) (or batched): predictions int64, valid bool, label with 255 = ignore."""
+        ignore = torch.full_like(label_t, IGNORE)
+        self.conf["predconsis"] += confusion(warped_k, torch.where(valid, pred_t, ignore), self.c)
+        labelled = torch.where(valid, label_t, ignore)
+        self.conf["warped"] += confusion(warped_k, labelled, self.c)
+        agree = valid & (warped_k == pred_t)
+        self.conf["consistency"] += confusion(pred_t, torch.where(agree, label_t, ignore), self.c)
+        is_labelled = labelled != IGNORE
+        self.retained[0] += int((agree & is_labelled).sum())
+        self.retained[1] += int(is_labelled.sum())
+
+    def result(self, evaluated: list[int], protocol: str = "standard") -> dict:
+        """Percentages: predconsis_miou, warped_miou, warped_acc, consistency_miou, consistency_acc, retained."""
+        out = {}
+        for name, conf in self.conf.items():
+            out[f"{name}_miou"] = float(np.nanmean(iou_per_class(conf.numpy(), evaluated, protocol)) * 100)
+            if name != "predconsis":
+                out[f"{name}_acc"] = class_accuracy(conf.numpy(), evaluated)
+        out["retained"] = 100 * self.retained[0] / max(self.retained[1], 1)
+        return out
+
+
+def class_accuracy(conf: np.ndarray, evaluated: list[int]) -> float:
+    """Mean over evaluated classes with labelled pixels of TP / labelled pixels, in percent."""
+    conf = np.asarray(conf, dtype=np.float64)
+    rows = conf[evaluated]
+    total = rows.sum(1)
+    tp = rows[np.arange(len(evaluated)), evaluated]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.nanmean(np.where(total > 0, tp / total, np.nan)) * 100)
