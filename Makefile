@@ -20,7 +20,8 @@ test: $(STAMP)
 # (with exact flow), save a preview picture of each, ingest them into stores (frames, labels, class
 # counts; BDDVid by matching BDD10k images to their videos), compute DIS optical flow with validity
 # for every store, save a flow picture, describe and verify one store; then train the `demo` recipe
-# (source-only, synthetic VIPER) and evaluate it on the synthetic Cityscapes-Seq val set.
+# (source-only, synthetic VIPER), adapt it with `demo-hrda-mic` (HRDA+MIC self-training towards the
+# synthetic Cityscapes-Seq), evaluate both on the synthetic Cityscapes-Seq val set and print the table.
 FP := $(VENV)/bin/flowprep
 VT := $(VENV)/bin/vdatrain
 demo: $(STAMP)
@@ -40,8 +41,13 @@ demo: $(STAMP)
 	    --out $(DEMO)/preview/flow-cityscapes-seq.png --zoom 2
 	$(FP) inspect $(DEMO)/stores/cityscapes-seq_val.zarr
 	$(FP) verify $(DEMO)/stores/cityscapes-seq_val.zarr
-	$(VT) fit demo --run-dir $(DEMO)/runs/demo
-	$(VT) eval demo --ckpt $(DEMO)/runs/demo/checkpoint.pt
+	$(VT) fit demo --set data_root=$(DEMO)/stores --run-dir $(DEMO)/runs/demo
+	$(VT) eval demo --set data_root=$(DEMO)/stores --ckpt $(DEMO)/runs/demo/checkpoint.pt --out $(DEMO)/runs/demo/eval
+	$(VT) fit demo-hrda-mic --set data_root=$(DEMO)/stores --set model.init=$(DEMO)/runs/demo/checkpoint.pt \
+	    --run-dir $(DEMO)/runs/demo-hrda-mic
+	$(VT) eval demo-hrda-mic --set data_root=$(DEMO)/stores --set model.init=$(DEMO)/runs/demo/checkpoint.pt \
+	    --ckpt $(DEMO)/runs/demo-hrda-mic/checkpoint.pt --out $(DEMO)/runs/demo-hrda-mic/eval
+	$(VT) report $(DEMO)/runs/demo/eval $(DEMO)/runs/demo-hrda-mic/eval
 
 bench: $(STAMP)
 	$(PY) bench/loader.py
@@ -49,6 +55,7 @@ bench: $(STAMP)
 	$(PY) bench/bddvid.py
 	$(PY) bench/flow.py
 	$(PY) bench/train_step.py
+	$(PY) bench/adaptation.py
 
 clean-demo:
 	rm -rf $(DEMO)

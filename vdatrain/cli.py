@@ -5,6 +5,7 @@ Exit status: 0 success; 2 bad arguments, recipe or input (one line naming the ke
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -108,7 +109,10 @@ def recipes(show):
                    "(default: eval/ next to --ckpt).")
 @click.option("--pictures", default=4, show_default=True, type=click.IntRange(min=0),
               help="Save image | prediction overlay | ground truth pictures for this many samples.")
-def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures):
+@click.option("--temporal/--no-temporal", default=True, show_default=True,
+              help="Temporal metrics (PL-PredConsis, PL-Warped, PL-Consistency) for every stored flow pair from "
+                   "frame t to another stored frame (one more prediction per pair and image).")
+def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     """Evaluate a checkpoint on the recipe's eval store: sliding windows, mIoU under both protocols.
 
     The standard protocol excludes pixels labelled with a non-evaluated class; the
@@ -130,13 +134,35 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures):
     fmt = load_checkpoint_weights(model, ckpt, branch)
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
+    meters = {} if temporal else None
     conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
                     "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty(),
-                    pictures=pictures, picture_dir=out / "pictures")
-    result = report(conf, r.eval.classes, out)
+                    pictures=pictures, picture_dir=out / "pictures", temporal=meters)
+    result = report(conf, r.eval.classes, out, meters)
     result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
                       **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
     click.echo(markdown(result))
+
+
+@cli.command()
+@click.argument("evals", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
+def report(evals):
+    """One mIoU table from several evaluation folders (each written by `vdatrain eval --out`)."""
+    from pathlib import Path
+
+    rows = []
+    for folder in evals:
+        path = Path(folder) / "results.json"
+        try:
+            result = json.loads(path.read_text())
+            rows.append((folder, result["classes"], result["miou"]))
+        except (OSError, ValueError, KeyError):
+            raise click.BadParameter(f"{path}: missing or not an evaluation result", param_hint="EVALS") from None
+    protocols = list(rows[0][2])
+    click.echo("| evaluation | classes | " + " | ".join(f"mIoU ({p})" for p in protocols) + " |")
+    click.echo("|---|---|" + "---:|" * len(protocols))
+    for folder, classes, miou in rows:
+        click.echo(f"| {folder} | {classes} | " + " | ".join(f"{miou.get(p, float('nan')):.1f}" for p in protocols) + " |")
 
 
 def main():

@@ -50,6 +50,7 @@ class ModelSpec:
     name: str = "deeplabv2_r101"
     num_classes: int = 19
     pretrained: Optional[str] = None  # ImageNet backbone weights (local file)
+    init: Optional[str] = None  # whole-model weights to start from: a vdatrain or mmseg checkpoint
     hrda: Optional[HRDASpec] = None
 
 
@@ -274,5 +275,7 @@ def check_paths(recipe: Recipe) -> None:
             StoreReader(store)
         except StoreError as e:
             raise RecipeError(f"{key}: {e}") from None
-    if recipe.model.pretrained and not Path(recipe.model.pretrained).is_file():
-        raise RecipeError(f"model.pretrained: {recipe.model.pretrained}: file not found")
+    for key in ("pretrained", "init"):
+        path = getattr(recipe.model, key)
+        if path and not Path(path).is_file():
+            raise RecipeError(f"model.{key}: {path}: file not found")

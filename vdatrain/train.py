@@ -40,6 +40,7 @@ from vdatrain.data.batches import IterationBatches, loader
 from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.methods import build_method
 from vdatrain.models import build_model
+from vdatrain.models.checkpoints import load_checkpoint_weights
 from vdatrain.models.weights import load_backbone
 from vdatrain.optim import build_optimizer, set_lr
 from vdatrain.recipe import DataSpec, Recipe, RecipeError
@@ -106,6 +107,8 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
     model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
+    if recipe.model.init:  # e.g. a source-only run; an HRDA model keeps its fresh attention head
+        load_checkpoint_weights(model, recipe.model.init, may_lack=("attention.",))
     model.to(d.device)
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
@@ -148,7 +151,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
             values = np.mean(d.gather([loss.item(), *(v.item() for v in losses.values())]), axis=0)
             rec = {"iteration": done, "loss": float(values[0]),
                    **{f"loss/{k}": float(v) for k, v in zip(losses, values[1:])},
-                   "lr": optimizer.param_groups[0]["lr"],
+                   **method.stats, "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / (done - start),
                    "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
             if d.main:

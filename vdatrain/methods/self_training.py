@@ -30,6 +30,7 @@ class SelfTraining:
         self.adapt, self.hrda = recipe.adapt, recipe.model.hrda
         self.teacher = EMATeacher(model, self.adapt.ema_alpha)
         self.fd = FeatureDistance(model, self.adapt.fd, recipe.model.num_classes) if self.adapt.fd else None
+        self.stats: dict = {}  # logged with the losses
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
@@ -44,6 +45,7 @@ class SelfTraining:
         with amp():
             teacher_logits = self.teacher.predict(xt)
         pl, pw = pseudo_label(teacher_logits, a.pseudo_threshold, xt.shape[-2:], tgt.get("margin"))
+        self.stats = {"pseudo_weight": pw.max().item()}  # the batch's confident share (before margins)
 
         if a.mix == "classmix":
             m = class_masks(ys)

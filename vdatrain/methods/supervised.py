@@ -13,6 +13,7 @@ class Supervised:
 
     def __init__(self, recipe, model: torch.nn.Module):
         self.hrda = recipe.model.hrda
+        self.stats: dict = {}
 
     def losses(self, model: torch.nn.Module, batch: dict, it: int, amp):
         src = batch["source"]

@@ -48,8 +48,11 @@ def map_mmseg_keys(state: dict, branch: str = "student") -> dict:
     return out
 
 
-def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student") -> str:
-    """Load a `vdatrain fit` checkpoint or a released mmseg checkpoint into `model`; returns the format."""
+def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student", may_lack: tuple = ()) -> str:
+    """Load a `vdatrain fit` checkpoint or a released mmseg checkpoint into `model`; returns the format.
+
+    Keys under the prefixes in `may_lack` may be absent (e.g. "attention." when a single-scale model
+    initialises an HRDA one); they keep their initialisation."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -72,7 +75,7 @@ def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student
             raise WeightsError(f"{path}: {e}") from None
     own = model.state_dict()
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    need = {k for k in own if not k.endswith("num_batches_tracked")}
+    need = {k for k in own if not k.endswith("num_batches_tracked") and not (may_lack and k.startswith(may_lack))}
     missing, unexpected = need - set(state), set(state) - set(own)
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in need & set(state)
               if state[k].shape != own[k].shape]

@@ -68,3 +68,16 @@ def test_dataloader_workers_give_the_same_samples(store, method):
     batch = next(iter(loader))
     torch.testing.assert_close(batch["image"][1], ds[1]["image"])
     assert batch["flow/bwd_1"].shape == (2, 2, 48, 80)
+
+
+def test_rare_class_crops_are_redrawn_until_they_hold_enough_of_the_class(store):
+    spec = dict(crop=(24, 24), scale=1.0, offsets=(0,), flows=(), margins=False, seed=4)
+    plain = StoreSamples(SampleSpec(store=str(store), **spec))
+    rare = StoreSamples(SampleSpec(store=str(store), rare_min_pixels=40, rare_retries=10, **spec))
+    counts = rare.class_counts()
+    assert counts.shape == (len(rare), 19) and (counts.sum(1) > 0).all()
+    k = 0
+    c = int(np.argsort(counts[k])[-3])  # a present but not dominant class of sample k
+    hits = [np.count_nonzero(rare.draw(k, c, epoch=e)["label"].numpy() == c) > 40 for e in range(30)]
+    plain_hits = [np.count_nonzero(plain.draw(k, epoch=e)["label"].numpy() == c) > 40 for e in range(30)]
+    assert sum(hits) > sum(plain_hits) and sum(hits) >= 20
