@@ -129,7 +129,7 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     from vdatrain.recipe import check_paths, load_recipe
 
     r = load_recipe(recipe, list(overrides))
-    check_paths(r)
+    check_paths(r, weights=False)  # the checkpoint holds the weights
     model = build_model(r.model.name, r.model.num_classes, r.model.hrda)
     fmt = load_checkpoint_weights(model, ckpt, branch)
     click.echo(f"{ckpt}: {fmt} weights", err=True)

@@ -262,8 +262,9 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     return recipe
 
 
-def check_paths(recipe: Recipe) -> None:
-    """Every store opens as a flowprep store and every weight file exists; errors name the key."""
+def check_paths(recipe: Recipe, weights: bool = True) -> None:
+    """Every store opens as a flowprep store and (with `weights`, for training) every weight file
+    exists; errors name the key."""
     from flowprep.errors import StoreError
     from flowprep.store import StoreReader
 
@@ -275,7 +276,7 @@ def check_paths(recipe: Recipe) -> None:
             StoreReader(store)
         except StoreError as e:
             raise RecipeError(f"{key}: {e}") from None
-    for key in ("pretrained", "init"):
+    for key in ("pretrained", "init") if weights else ():
         path = getattr(recipe.model, key)
         if path and not Path(path).is_file():
             raise RecipeError(f"model.{key}: {path}: file not found")

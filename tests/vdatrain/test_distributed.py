@@ -5,9 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from flowprep.cli import cli as flowprep_cli
 from vdatrain.data.batches import batch_indices
 
 RECIPE = """
@@ -22,14 +20,10 @@ TORCHRUN = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "
 
 
 @pytest.fixture(scope="module")
-def recipe(synth_tiny, tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
-    store = root / "viper.zarr"
-    result = CliRunner().invoke(flowprep_cli, ["ingest", "viper", "--root", str(synth_tiny), "--split", "train",
-                                               "--out", str(store), "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    (root / "recipe.yaml").write_text(RECIPE.format(store=store))
-    return root / "recipe.yaml"
+def recipe(tiny_store, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddp") / "recipe.yaml"
+    path.write_text(RECIPE.format(store=tiny_store("viper", "train")))
+    return path
 
 
 def _torchrun(*argv):

@@ -6,7 +6,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from flowprep.cli import cli as flowprep_cli
 from vdatrain.cli import cli
 from vdatrain.models import build_model
 
@@ -19,13 +18,9 @@ eval: {{store: {store}, classes: viper, window: [64, 128], stride: [32, 64]}}
 
 
 @pytest.fixture(scope="module")
-def setup(synth_tiny, tmp_path_factory):
+def setup(tiny_store, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    store = root / "cs.zarr"
-    run = lambda *a: CliRunner().invoke(flowprep_cli, list(map(str, a)))
-    assert run("ingest", "cityscapes-seq", "--root", synth_tiny, "--split", "val", "--out", store,
-               "--offsets", "-1,0,1", "--workers", 1).exit_code == 0
-    assert run("flow", store, "--model", "dis", "--pairs", "bwd:1,fwd:1,bwd:1@1").exit_code == 0
+    store = tiny_store("cityscapes-seq", "val", offsets="-1,0,1", pairs="bwd:1,fwd:1,bwd:1@1")
     (root / "recipe.yaml").write_text(RECIPE.format(store=store))
     torch.manual_seed(0)
     torch.save({"model": build_model("deeplabv2_r18").state_dict(), "iteration": 0}, root / "ckpt.pt")

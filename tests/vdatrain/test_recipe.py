@@ -62,6 +62,7 @@ def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
     r = load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store))), ["model.pretrained=/nowhere/r18.pth"])
     with pytest.raises(RecipeError, match="model.pretrained: /nowhere/r18.pth: file not found"):
         check_paths(r)
+    check_paths(r, weights=False)  # evaluation takes its weights from the checkpoint
     check_paths(load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store)))))  # all present: no error
 
 

@@ -6,7 +6,6 @@ import signal
 import pytest
 from click.testing import CliRunner
 
-from flowprep.cli import cli as flowprep_cli
 from vdatrain.cli import cli
 from vdatrain.data.batches import batch_indices
 
@@ -21,14 +20,9 @@ train: {{iters: 6, batch_size: 2, log_every: 1, checkpoint_every: 2, seed: 5, wo
 
 
 @pytest.fixture(scope="module")
-def recipe(synth_tiny, tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    store = root / "cs.zarr"
-    result = CliRunner().invoke(flowprep_cli, ["ingest", "cityscapes-seq", "--root", str(synth_tiny), "--split", "val",
-                                               "--out", str(store), "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    path = root / "recipe.yaml"
-    path.write_text(RECIPE.format(store=store))
+def recipe(tiny_store, tmp_path_factory):
+    path = tmp_path_factory.mktemp("train") / "recipe.yaml"
+    path.write_text(RECIPE.format(store=tiny_store("cityscapes-seq", "val")))
     return path
 
 

@@ -2,22 +2,15 @@
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from flowprep.cli import cli
 from vdatrain.data.batches import IterationBatches, batch_indices, loader
 from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.distributed import Dist
 
 
 @pytest.fixture(scope="module")
-def stores(synth_tiny, tmp_path_factory):
-    root = tmp_path_factory.mktemp("batches")
-    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
-    assert run("ingest", "viper", "--root", synth_tiny, "--split", "train", "--out", root / "v.zarr", "--workers", 1).exit_code == 0
-    assert run("ingest", "cityscapes-seq", "--root", synth_tiny, "--split", "val", "--out", root / "c.zarr",
-               "--workers", 1).exit_code == 0
-    return root / "v.zarr", root / "c.zarr"
+def stores(tiny_store):
+    return tiny_store("viper", "train"), tiny_store("cityscapes-seq", "val")
 
 
 def _batches(stores, dist=Dist(), batch=4):

@@ -7,14 +7,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from flowprep.cli import cli as flowprep_cli
 from vdatrain.cli import cli
 
 RECIPE = """
 name: tiny-hrda-mic
-source: {{store: {root}/viper.zarr, crop: [64, 64], max_class_ratio: 0.75}}
-target: {{store: {root}/cs.zarr, crop: [64, 64], margins: true}}
-eval: {{store: {root}/cs.zarr, classes: viper, window: [64, 64], stride: [32, 32]}}
+source: {{store: {source}, crop: [64, 64], max_class_ratio: 0.75}}
+target: {{store: {target}, crop: [64, 64], margins: true}}
+eval: {{store: {target}, classes: viper, window: [64, 64], stride: [32, 32]}}
 model: {{name: deeplabv2_r18, hrda: {{detail_crop: [32, 32], detail_stride: [16, 16]}}}}
 adapt:
   rcs: {{min_pixels: 20, min_crop_ratio: 1.0}}
@@ -26,14 +25,10 @@ train: {{iters: 4, batch_size: 2, log_every: 1, checkpoint_every: 2, seed: 3, wo
 
 
 @pytest.fixture(scope="module")
-def recipe(synth_tiny, tmp_path_factory):
-    root = tmp_path_factory.mktemp("selftrain")
-    for dataset, split, name in (("viper", "train", "viper"), ("cityscapes-seq", "train", "cs")):
-        result = CliRunner().invoke(flowprep_cli, ["ingest", dataset, "--root", str(synth_tiny), "--split", split,
-                                                   "--out", str(root / f"{name}.zarr"), "--workers", "1"])
-        assert result.exit_code == 0, result.output
-    (root / "recipe.yaml").write_text(RECIPE.format(root=root))
-    return root / "recipe.yaml"
+def recipe(tiny_store, tmp_path_factory):
+    path = tmp_path_factory.mktemp("selftrain") / "recipe.yaml"
+    path.write_text(RECIPE.format(source=tiny_store("viper", "train"), target=tiny_store("cityscapes-seq", "train")))
+    return path
 
 
 def _records(run_dir):
