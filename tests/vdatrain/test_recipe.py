@@ -78,7 +78,7 @@ def test_every_shipped_recipe_validates_and_names_its_stores():
     shifts = [f"{s}-{t}" for s in ("viper", "synthia") for t in ("cs", "bdd")]
     rows = ("source", "oracle", "hrda-mic", "hrda", "dacs-rcs-fd", "dacs-fd", "dacs")
     paper = {f"{arch}-{row}-{shift}" for arch in ("dlv2", "segformer") for row in rows for shift in shifts}
-    assert {"demo", "demo-hrda-mic"} | paper <= set(shipped)
+    assert {"demo", "demo-hrda-mic", "demo-hrda", "demo-oracle"} | paper <= set(shipped)
     for name in shipped:
         r = load_recipe(name)  # by name, as `vdatrain fit NAME`
         assert r.name == name and r.description

@@ -137,4 +137,5 @@ def test_the_train_step_benchmark_prints_its_table():
     out = subprocess.run([sys.executable, "bench/train_step.py", "--smoke"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [line for line in out.stdout.splitlines() if line.startswith("| deeplabv2") or line.startswith("| daformer")]
-    assert len(rows) == 4 and all(" 1.00x | 1.00x |" in r for r in rows if "| fp32 |" in r)
+    assert len(rows) == 8 and all(" 1.00x | 1.00x |" in r for r in rows if "| fp32 |" in r)
+    assert sum("| hrda-mic |" in r for r in rows) == 4
