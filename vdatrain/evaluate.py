@@ -63,22 +63,20 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for n, i in enumerate(tqdm(np.flatnonzero(reader.complete()), desc="eval", unit="image", disable=not progress)):
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
-        logits = slide_logits(model, normalise(rgb)[None].to(device), num_classes, window, stride)
-        pred, label = logits.argmax(1)[0].cpu(), torch.from_numpy(np.array(reader.label(i, 0)))
+        pred, label = predict(model, rgb, num_classes, window, stride, device), torch.from_numpy(np.array(reader.label(i, 0)))
         conf += confusion(pred, label, num_classes)
         if n < pictures:
             save_pictures(Path(picture_dir), reader.sample_ids[i], rgb, pred.numpy().astype(np.uint8), label.numpy())
-        for pair in pairs:
-            if not reader.complete(f"flow_{pair}")[i]:
-                continue
-            pred_t = pred if not use_eval_image else predict(model, np.asarray(reader.frame(i, 0)), num_classes,
-                                                             window, stride, device)
+        pairs_here = [pair for pair in pairs if reader.complete(f"flow_{pair}")[i]]
+        if pairs_here and use_eval_image:  # the flows start at video frame t, not at the BDD10k image
+            pred = predict(model, np.asarray(reader.frame(i, 0)), num_classes, window, stride, device)
+        for pair in pairs_here:
             pred_k = predict(model, np.asarray(reader.frame(i, reader.flow_pairs[pair]["to_offset"])), num_classes,
                              window, stride, device)
             flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None]
             valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
             warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
-            temporal[pair].add(pred_t, warped[0, 0], ok[0], label)
+            temporal[pair].add(pred, warped[0, 0], ok[0], label)
     return conf.numpy()
 
 

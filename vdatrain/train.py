@@ -151,7 +151,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
             values = np.mean(d.gather([loss.item(), *(v.item() for v in losses.values())]), axis=0)
             rec = {"iteration": done, "loss": float(values[0]),
                    **{f"loss/{k}": float(v) for k, v in zip(losses, values[1:])},
-                   **method.stats, "lr": optimizer.param_groups[0]["lr"],
+                   **{k: float(v) for k, v in method.stats.items()}, "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / (done - start),
                    "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
             if d.main:

@@ -3,7 +3,7 @@
 A method has `losses(model, batch, it, amp)`, a generator of loss groups
 `{name: scalar}`, one per forward pass: the loop back-propagates each group's sum
 before asking for the next, so one graph is alive at a time (`amp()` is the
-autocast context for forwards); `stats`, a dict of figures logged with the losses;
+autocast context for forwards); `stats`, a dict of scalars (numbers or 0-d tensors) logged with the losses;
 `after_step(model, it)` (e.g. an EMA teacher update); and
 `state_dict()` / `load_state_dict()` for what it keeps across iterations.
 """

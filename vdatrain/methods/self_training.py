@@ -45,7 +45,8 @@ class SelfTraining:
         with amp():
             teacher_logits = self.teacher.predict(xt)
         pl, pw = pseudo_label(teacher_logits, a.pseudo_threshold, xt.shape[-2:], tgt.get("margin"))
-        self.stats = {"pseudo_weight": pw.max().item()}  # the batch's confident share (before margins)
+        # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
+        self.stats = {"pseudo_weight": pw.max().detach()}
 
         if a.mix == "classmix":
             m = class_masks(ys)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vdatrain.models.weights import WeightsError, _few
+from vdatrain.models.weights import WeightsError, check_keys
 
 BRANCHES = {"student": "model.", "teacher": "ema_model."}
 
@@ -73,15 +73,7 @@ def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student
             state, fmt = map_mmseg_keys(state, branch), f"mmseg ({branch})"
         except WeightsError as e:
             raise WeightsError(f"{path}: {e}") from None
-    own = model.state_dict()
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    need = {k for k in own if not k.endswith("num_batches_tracked") and not (may_lack and k.startswith(may_lack))}
-    missing, unexpected = need - set(state), set(state) - set(own)
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in need & set(state)
-              if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
-        raise WeightsError(f"{path} ({fmt}) does not fit the recipe's model: " + "; ".join(parts))
+    check_keys(state, model.state_dict(), f"{path} ({fmt}) does not fit the recipe's model", may_lack)
     model.load_state_dict(state, strict=False)
     return fmt

@@ -48,6 +48,19 @@ def _few(keys) -> str:
     return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
 
 
+def check_keys(state: dict, own: dict, what: str, may_lack: tuple = ()) -> None:
+    """Raise a WeightsError starting with `what` that lists missing, unexpected and mis-shaped keys of
+    `state` against the model's `own` state dict (BatchNorm counters and keys under `may_lack` may be absent)."""
+    need = {k for k in own if not k.endswith("num_batches_tracked") and not (may_lack and k.startswith(may_lack))}
+    missing, unexpected = need - set(state), set(state) - set(own)
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in need & set(state)
+              if state[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
+        raise WeightsError(f"{what}: " + "; ".join(parts))
+
+
 def load_backbone(backbone: torch.nn.Module, path) -> str:
     """Load `path` into `backbone` strictly (classifier weights excepted); returns the detected format."""
     path = Path(path)
@@ -61,13 +74,6 @@ def load_backbone(backbone: torch.nn.Module, path) -> str:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
     fmt = detect_format(state)
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
-    own = {k: v for k, v in backbone.state_dict().items() if "num_batches_tracked" not in k}
-    missing, unexpected = set(own) - set(state), set(state) - set(own)
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state)
-              if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
-        raise WeightsError(f"{path} ({fmt} keys) does not fit {type(backbone).__name__}: " + "; ".join(parts))
+    check_keys(state, backbone.state_dict(), f"{path} ({fmt} keys) does not fit {type(backbone).__name__}")
     backbone.load_state_dict(state, strict=False)  # num_batches_tracked counters are not weights
     return fmt
