@@ -123,6 +123,7 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
 
     import torch
 
+    from flowprep.store import StoreReader
     from vdatrain.evaluate import evaluate, markdown, report
     from vdatrain.models import build_model
     from vdatrain.models.checkpoints import load_checkpoint_weights
@@ -130,39 +131,47 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
 
     r = load_recipe(recipe, list(overrides))
     check_paths(r, weights=False)  # the checkpoint holds the weights
-    model = build_model(r.model.name, r.model.num_classes, r.model.hrda)
+    model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel)
     fmt = load_checkpoint_weights(model, ckpt, branch)
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
-    meters = {} if temporal else None
+    meters, skipped = ({} if temporal else None), []
     conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
                     "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty(),
-                    pictures=pictures, picture_dir=out / "pictures", temporal=meters)
-    result = report(conf, r.eval.classes, out, meters)
+                    pictures=pictures, picture_dir=out / "pictures", temporal=meters, skipped=skipped)
+    datasets = [StoreReader(s).attrs["dataset"] for s in (r.source.store, r.eval.store)]
+    run = {"recipe": r.name, "label": r.label or r.name, "shift": " -> ".join(datasets),
+           "protocol": r.eval.protocol, "checkpoint": ckpt, "branch": branch}
+    result = report(conf, r.eval.classes, out, meters, run, skipped)
+    if skipped:
+        click.echo(f"warning: {len(skipped)} samples or temporal pairs skipped (their partner frame or flow is "
+                   f"missing from {r.eval.store}): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}; "
+                   f"listed in {out / 'results.json'}", err=True)
     result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
                       **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
     click.echo(markdown(result))
 
 
-@cli.command()
-@click.argument("evals", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
-def report(evals):
-    """One mIoU table from several evaluation folders (each written by `vdatrain eval --out`)."""
-    from pathlib import Path
+@cli.command("report")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
+@click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Also write table.md, table.csv and miou.png (grouped bar chart) to this folder.")
+def report_cmd(folders, out):
+    """Gather finished evaluations into the paper's table layout: methods (the recipes' `label`) as rows,
+    domain shifts as columns, then PL-PredConsis-mIoU per frame distance.
 
-    rows = []
-    for folder in evals:
-        path = Path(folder) / "results.json"
-        try:
-            result = json.loads(path.read_text())
-            rows.append((folder, result["classes"], result["miou"]))
-        except (OSError, ValueError, KeyError):
-            raise click.BadParameter(f"{path}: missing or not an evaluation result", param_hint="EVALS") from None
-    protocols = list(rows[0][2])
-    click.echo("| evaluation | classes | " + " | ".join(f"mIoU ({p})" for p in protocols) + " |")
-    click.echo("|---|---|" + "---:|" * len(protocols))
-    for folder, classes, miou in rows:
-        click.echo(f"| {folder} | {classes} | " + " | ".join(f"{miou.get(p, float('nan')):.1f}" for p in protocols) + " |")
+    FOLDERS are evaluation folders written by `vdatrain eval --out`, or run folders holding eval/.
+    """
+    from vdatrain import report as rep
+
+    try:
+        rows = [rep.load(f) for f in folders]
+    except rep.ReportError as e:
+        raise click.BadParameter(str(e), param_hint="FOLDERS") from None
+    click.echo(rep.markdown(rows), nl=False)
+    if out:
+        for path in rep.write(rows, out):
+            click.echo(f"wrote {path}", err=True)
 
 
 def main():

@@ -9,6 +9,7 @@ CSV and Markdown, the confusion matrix, and for the first few samples a picture
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,12 @@ import torch
 from tqdm import tqdm
 
 from flowprep.manifest import load_classes
-from flowprep.store import StoreReader
+from flowprep.store import StoreReader, pair_name, pair_offsets
 from vdatrain.data.samples import normalise
 from vdatrain.inference import slide_logits
 from vdatrain.metrics.miou import PROTOCOLS, confusion, iou_per_class
 from vdatrain.metrics.temporal import TemporalMeter
+from vdatrain.models.accel import ACCEL
 from vdatrain.warp import warp
 
 
@@ -45,34 +47,73 @@ def temporal_pairs(reader: StoreReader) -> list[str]:
             if p["from_offset"] == 0 and p["to_offset"] in reader.frame_offsets]
 
 
+def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classes: int, window, stride, device,
+                     rgb: np.ndarray | None = None) -> torch.Tensor | None:
+    """(H, W) int64 prediction of the frame at `offset` of sample i (`rgb` replaces that frame's pixels).
+
+    A two-frame (ACCEL) model also reads the frame its pair names, relative to this one (bwd_1 at
+    offset -1: frame -2 through flow bwd_1_at_m1); None when the store lacks that frame or flow."""
+    if rgb is None:
+        rgb = np.asarray(reader.frame(i, offset))
+    if not isinstance(model, ACCEL):
+        return predict(model, rgb, num_classes, window, stride, device)
+    src, dst = pair_offsets(model.pair)
+    pair = pair_name(offset, offset + dst - src)
+    if offset + dst - src not in reader.frame_offsets or pair not in reader.flow_pairs \
+            or not reader.complete(f"flow_{pair}")[i]:
+        return None
+    def image(a: np.ndarray) -> torch.Tensor:
+        return normalise(a)[None].to(device)
+
+    def slide(single, x: torch.Tensor) -> torch.Tensor:
+        return slide_logits(single, x, num_classes, window, stride)
+
+    flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None].to(device)
+    valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None].to(device)
+    logits = model.predict_pair(slide, image(rgb), image(np.asarray(reader.frame(i, offset + dst - src))), flow, valid)
+    return logits.argmax(1)[0].cpu()
+
+
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
              progress: bool = False, pictures: int = 0, picture_dir=None,
-             temporal: dict | None = None) -> np.ndarray:
+             temporal: dict | None = None, skipped: list | None = None) -> np.ndarray:
     """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
     `pictures` samples go to `picture_dir`. With a `temporal` dict, also the temporal metrics: it is
     filled with {pair: TemporalMeter} for every pair of `temporal_pairs` (one more prediction per
     pair and image: frame t+k, warped to t by nearest pixel through the stored flow and its
-    validity). Temporal metrics use video frame t (BDDVid: not the BDD10k image)."""
+    validity). Temporal metrics use video frame t (BDDVid: not the BDD10k image).
+
+    A two-frame (ACCEL) model is evaluated on frame t and its partner frame (dual-frame); samples
+    or temporal pairs it cannot predict (the store lacks the partner's frame or flow) are appended
+    to `skipped` as "<sample id>" or "<sample id>/<pair>" rather than silently dropped."""
     reader = StoreReader(store)
+    skipped = [] if skipped is None else skipped
     pairs = temporal_pairs(reader) if temporal is not None else []
     for pair in pairs:
         temporal[pair] = TemporalMeter(num_classes)
     use_eval_image = "eval_image" in reader.attrs.get("extras", {})
     model.eval().to(device)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    at = partial(frame_prediction, model, reader, num_classes=num_classes, window=window, stride=stride, device=device)
     for n, i in enumerate(tqdm(np.flatnonzero(reader.complete()), desc="eval", unit="image", disable=not progress)):
+        sample = reader.sample_ids[i]
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
-        pred, label = predict(model, rgb, num_classes, window, stride, device), torch.from_numpy(np.array(reader.label(i, 0)))
+        pred, label = at(i, 0, rgb=rgb), torch.from_numpy(np.array(reader.label(i, 0)))
+        if pred is None:
+            skipped.append(sample)
+            continue
         conf += confusion(pred, label, num_classes)
         if n < pictures:
-            save_pictures(Path(picture_dir), reader.sample_ids[i], rgb, pred.numpy().astype(np.uint8), label.numpy())
+            save_pictures(Path(picture_dir), sample, rgb, pred.numpy().astype(np.uint8), label.numpy())
         pairs_here = [pair for pair in pairs if reader.complete(f"flow_{pair}")[i]]
         if pairs_here and use_eval_image:  # the flows start at video frame t, not at the BDD10k image
-            pred = predict(model, np.asarray(reader.frame(i, 0)), num_classes, window, stride, device)
+            pred = at(i, 0)
         for pair in pairs_here:
-            pred_k = predict(model, np.asarray(reader.frame(i, reader.flow_pairs[pair]["to_offset"])), num_classes,
-                             window, stride, device)
+            pred_k = at(i, reader.flow_pairs[pair]["to_offset"])
+            if pred_k is None:
+                skipped.append(f"{sample}/{pair}")
+                continue
             flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None]
             valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
             warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
@@ -85,9 +126,11 @@ def predict(model, rgb: np.ndarray, num_classes: int, window, stride, device) ->
     return slide_logits(model, normalise(rgb)[None].to(device), num_classes, window, stride).argmax(1)[0].cpu()
 
 
-def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None = None) -> dict:
+def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None = None, run: dict | None = None,
+           skipped: list | None = None) -> dict:
     """Per-class IoU and mIoU (percent) for each protocol, and the temporal metrics per flow pair
-    (standard protocol); written as CSV, Markdown and JSON when `out_dir`."""
+    (standard protocol); written as CSV, Markdown and JSON when `out_dir`. `run` (recipe name, label,
+    shift, protocol: what `vdatrain report` tabulates) and `skipped` samples go into the JSON."""
     classes = load_classes()
     evaluated = list(classes.evaluated[class_set])
     names = [classes.names[c] for c in evaluated]
@@ -97,6 +140,10 @@ def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None
                             for p, v in ious.items()}}
     if temporal:
         result["temporal"] = {pair: meter.result(evaluated) for pair, meter in temporal.items()}
+    if run:
+        result["run"] = run
+    if skipped:
+        result["skipped"] = list(skipped)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """Recipes: YAML validated against a typed schema before anything runs.
 
-A recipe is data. `load_recipe` reads YAML, applies `--set key=value` overrides
+A recipe is data. `load_recipe` reads YAML (a `base: NAME` key first loads that
+recipe and merges this file's sections into it, mapping by mapping, so a paper
+variant states only what it changes), applies `--set key=value` overrides
 (dotted keys, values parsed as YAML), and builds the dataclasses below, checking
 every value against its annotation. An unknown key, a missing required key or a
 wrong type is a `RecipeError` naming the dotted key; booleans must be real YAML
@@ -46,12 +48,20 @@ class HRDASpec:
 
 
 @dataclass
+class ACCELSpec:
+    """Two-frame model (`vdatrain/models/accel.py`): frame t fused with frame t+k's warped logits.
+    Source, target and eval stores need the pair's flow and frame (source/target `offsets`, `flows`)."""
+    pair: str = "bwd_1"  # flow from frame t to the other frame (bwd_1: t -> t-1; BDDVid: bwd_2)
+
+
+@dataclass
 class ModelSpec:
     name: str = "deeplabv2_r101"
     num_classes: int = 19
     pretrained: Optional[str] = None  # ImageNet backbone weights (local file)
     init: Optional[str] = None  # whole-model weights to start from: a vdatrain or mmseg checkpoint
     hrda: Optional[HRDASpec] = None
+    accel: Optional[ACCELSpec] = None
 
 
 @dataclass
@@ -92,6 +102,25 @@ class MICSpec:
 
 
 @dataclass
+class RefineSpec:
+    """Pseudo-label refinement with optical flow (`vdatrain/adapt/refine.py`); the reference's values."""
+    strategy: Literal["consistency", "max_confidence", "warp_frame", "oracle"] = "consistency"
+    pair: str = "bwd_1"  # target flow from t to the other frame: bwd_k (past) or fwd_k (future)
+    invalid: Literal["frame_t", "ignore"] = "frame_t"  # pixels without a valid warp
+    start_iter: int = 1500  # the mixed (ClassMix) target loss is off before this iteration (MIC is not)
+
+
+@dataclass
+class VideoDiscSpec:
+    """DA-VSN video discriminator (`vdatrain/adapt/video_discriminator.py`) on predictions of t and t+k."""
+    pair: str = "bwd_1"  # which other frame (source and target need its frame in `offsets`)
+    weight: float = 0.1  # adversarial weight of the segmentation network's loss (the paper's lambda)
+    lr: float = 1.0e-4  # the discriminator's own Adam
+    betas: tuple[float, float] = (0.9, 0.99)
+    power: float = 0.9  # poly schedule lr (1 - it / iters) ** power
+
+
+@dataclass
 class AdaptSpec:
     """Self-training (DACS) with switchable parts; null disables an optional part."""
     ema_alpha: float = 0.999
@@ -101,6 +130,9 @@ class AdaptSpec:
     rcs: Optional[RCSSpec] = None
     fd: Optional[FDSpec] = None
     mic: Optional[MICSpec] = None
+    refine: Optional[RefineSpec] = None
+    consistent_mix: bool = False  # with model.accel: one ClassMix mask for both frames, mixed flow
+    video_disc: Optional[VideoDiscSpec] = None
 
 
 @dataclass
@@ -143,6 +175,7 @@ class Recipe:
     eval: EvalSpec
     data_root: str = "."  # store paths are relative to it (e.g. --set data_root=/mnt/stores)
     description: str = ""
+    label: str = ""  # the row of `vdatrain report` tables (default: the name)
     target: Optional[DataSpec] = None
     adapt: Optional[AdaptSpec] = None
     optim: OptimSpec = field(default_factory=OptimSpec)
@@ -239,15 +272,71 @@ def find_recipe(name_or_path) -> Path:
                       f"see `vdatrain recipes`)")
 
 
-def load_recipe(path, overrides: list[str] = ()) -> Recipe:
-    """Read, override, validate; store paths come back joined to `data_root`."""
+def _merge(base: dict, update: dict) -> dict:
+    """`update` over `base`: mappings merge key by key, anything else (lists, null) replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_recipe_data(path, seen: tuple = ()) -> dict:
+    """The YAML mapping of a recipe file with its `base` chain resolved."""
     path = find_recipe(path)
+    if path.resolve() in seen:
+        raise RecipeError(f"{path}: base: recipes include each other")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise RecipeError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections")
+    if "base" in data:
+        base = data.pop("base")
+        if not isinstance(base, str):
+            raise RecipeError(f"{path}: base: expected a recipe name or file, got {base!r}")
+        try:
+            data = _merge(read_recipe_data(path.parent / base if (path.parent / base).is_file() else base,
+                                           (*seen, path.resolve())), data)
+        except RecipeError as e:
+            raise RecipeError(f"{path}: base: {e}") from None
+    return data
+
+
+def _video_checks(r: Recipe) -> None:
+    """Every flow pair a video part names must reach the model in the batches; errors name the key."""
+    from flowprep.errors import StoreError
+    from flowprep.store import pair_offsets
+
+    uses = []
+    if r.model.accel:
+        uses += [("model.accel.pair", r.model.accel.pair, ("source", "target"))]
+    if r.adapt and r.adapt.refine:
+        uses += [("adapt.refine.pair", r.adapt.refine.pair, ("target",))]
+    if r.adapt and r.adapt.video_disc:
+        uses += [("adapt.video_disc.pair", r.adapt.video_disc.pair, ("source", "target"))]
+    for key, pair, parts in uses:
+        try:
+            src, dst = pair_offsets(pair)
+        except StoreError as e:
+            raise RecipeError(f"{key}: {e}") from None
+        if src != 0:
+            raise RecipeError(f"{key}: {pair} starts at frame {src:+d}; a pair from frame t is needed (e.g. bwd_1)")
+        for part in parts:
+            data = getattr(r, part)
+            if data is None:
+                continue
+            if pair not in data.flows or dst not in data.offsets:
+                raise RecipeError(f"{key}: {pair} needs {part}.flows to list it and {part}.offsets to hold {dst} "
+                                  f"(now flows {data.flows}, offsets {data.offsets})")
+    if r.adapt and r.adapt.consistent_mix and (r.model.accel is None or r.adapt.mix != "classmix"):
+        raise RecipeError("adapt.consistent_mix: needs model.accel and adapt.mix: classmix (it mixes the second frame)")
+
+
+def load_recipe(path, overrides: list[str] = ()) -> Recipe:
+    """Read (with its base), override, validate; store paths come back joined to `data_root`."""
+    path = find_recipe(path)
+    data = read_recipe_data(path)
     for assignment in overrides:
         apply_override(data, assignment)
     try:
@@ -259,6 +348,10 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
             spec.store = str(Path(recipe.data_root) / spec.store)
     if recipe.adapt is not None and recipe.target is None:
         raise RecipeError(f"{path}: adapt: needs a target section (the unlabelled target data)")
+    try:
+        _video_checks(recipe)
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
     return recipe
 
 
@@ -271,11 +364,28 @@ def check_paths(recipe: Recipe, weights: bool = True) -> None:
     stores = [("source.store", recipe.source.store), ("eval.store", recipe.eval.store)]
     if recipe.target:
         stores.append(("target.store", recipe.target.store))
+    readers = {}
     for key, store in stores:
         try:
-            StoreReader(store)
+            readers[key.split(".")[0]] = StoreReader(store)
         except StoreError as e:
             raise RecipeError(f"{key}: {e}") from None
+    needs = {part: (getattr(recipe, part).offsets, getattr(recipe, part).flows) for part in ("source", "target")
+             if getattr(recipe, part) is not None}
+    if recipe.model.accel:  # dual-frame evaluation
+        from flowprep.store import pair_offsets
+
+        needs["eval"] = ([0, pair_offsets(recipe.model.accel.pair)[1]], [recipe.model.accel.pair])
+    for part, (offsets, flows) in needs.items():
+        reader = readers[part]
+        missing = [o for o in offsets if o not in reader.frame_offsets]
+        if missing:
+            raise RecipeError(f"{part}.store: {reader.root} has no frames at offsets {missing} "
+                              f"(it holds {list(reader.frame_offsets)})")
+        missing = [f for f in flows if f not in reader.flow_pairs]
+        if missing:
+            raise RecipeError(f"{part}.store: {reader.root} has no flow {', '.join(missing)} "
+                              f"(compute it: flowprep flow {reader.root} --pairs ...)")
     for key in ("pretrained", "init") if weights else ():
         path = getattr(recipe.model, key)
         if path and not Path(path).is_file():

@@ -104,11 +104,13 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     torch.manual_seed(t.seed)  # the same initial weights in every process
-    model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda)
+    model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda, recipe.model.accel)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
-    if recipe.model.init:  # e.g. a source-only run; an HRDA model keeps its fresh attention head
-        load_checkpoint_weights(model, recipe.model.init, may_lack=("attention.",))
+    if recipe.model.init:  # e.g. a source-only run; between HRDA and single-scale models the attention head
+        # starts fresh or is left out
+        single = model.model if recipe.model.accel else model  # and ACCEL its identity fusion
+        load_checkpoint_weights(single, recipe.model.init, may_lack=("attention.",), may_drop=("attention.",))
     model.to(d.device)
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
@@ -119,7 +121,9 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method)
     rcs = recipe.adapt.rcs if recipe.adapt else None
     source = samples(recipe.source, t.seed, rcs=rcs)
-    target = samples(recipe.target, t.seed, labels=False) if recipe.target else None
+    refine = recipe.adapt.refine if recipe.adapt else None
+    oracle = refine is not None and refine.strategy == "oracle"  # the only use of target labels in training
+    target = samples(recipe.target, t.seed, labels=oracle) if recipe.target else None
     chooser = RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, t.seed) if rcs else None
     batches = IterationBatches(source, t.batch_size, t.seed, d, target=target, choose_source=chooser)
     log = RunLog(run_dir, enabled=d.main)

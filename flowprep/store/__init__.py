@@ -4,7 +4,7 @@
 `reader` maps chunk files zero-copy, `verify` recomputes checksums.
 """
 
-from flowprep.store.layout import FLOW_MAX_PX, FLOW_SCALE, SCHEMA_VERSION, decode_flow, encode_flow, pair_name
+from flowprep.store.layout import FLOW_MAX_PX, FLOW_SCALE, SCHEMA_VERSION, decode_flow, encode_flow, pair_name, pair_offsets
 from flowprep.store.reader import StoreReader
 from flowprep.store.writer import StoreSpec, StoreWriter, add_flow, create_store
 
@@ -20,4 +20,5 @@ __all__ = [
     "decode_flow",
     "encode_flow",
     "pair_name",
+    "pair_offsets",
 ]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +100,19 @@ def pair_name(src_offset: int, dst_offset: int) -> str:
     if src_offset != 0:
         name += f"_at_{'m' if src_offset < 0 else 'p'}{abs(src_offset)}"
     return name
+
+
+def pair_offsets(name: str) -> tuple[int, int]:
+    """The (source, destination) frame offsets of a flow pair name: the inverse of `pair_name`.
+
+    ``pair_offsets("bwd_1") == (0, -1)``, ``pair_offsets("bwd_1_at_m1") == (-1, -2)``.
+    """
+    m = re.fullmatch(r"(bwd|fwd)_([1-9][0-9]*)(?:_at_([mp])([1-9][0-9]*))?", name)
+    if m is None:
+        raise StoreError(f"{name!r} is not a flow pair name (e.g. bwd_1, fwd_3, bwd_1_at_m1)")
+    k = int(m[2]) * (-1 if m[1] == "bwd" else 1)
+    src = 0 if m[3] is None else int(m[4]) * (-1 if m[3] == "m" else 1)
+    return src, src + k
 
 
 def encode_flow(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

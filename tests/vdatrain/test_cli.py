@@ -24,17 +24,28 @@ def test_fit_names_a_missing_store(tmp_path):
     assert result.exit_code == 2 and "source.store:" in result.output and "viper_train.zarr" in result.output
 
 
-def test_report_tabulates_evaluation_folders(tmp_path):
+def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_path):
     import json
 
-    for name, miou in (("a", 20.0), ("b", 27.5)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps(
-            {"classes": "viper", "miou": {"standard": miou, "unifiedvideoda": miou + 0.1}}))
-    result = CliRunner().invoke(cli, ["report", str(tmp_path / "a"), str(tmp_path / "b")])
-    assert result.exit_code == 0
+    import cv2
+
+    runs = [("src", "Source", "viper -> cityscapes-seq", 20.0), ("ad", "HRDA", "viper -> cityscapes-seq", 27.5),
+            ("src-b", "Source", "viper -> bddvid", 14.0)]
+    for folder, label, shift, miou in runs:
+        (tmp_path / folder / "eval").mkdir(parents=True)
+        (tmp_path / folder / "eval" / "results.json").write_text(json.dumps({
+            "classes": "viper", "miou": {"standard": miou + 0.1, "unifiedvideoda": miou},
+            "run": {"label": label, "shift": shift, "protocol": "unifiedvideoda"},
+            "temporal": {"bwd_1": {"predconsis_miou": miou + 50}}}))
+    result = CliRunner().invoke(cli, ["report", *(str(tmp_path / r[0]) for r in runs), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "| evaluation | classes | mIoU (standard) | mIoU (unifiedvideoda) |"
-    assert lines[2].endswith("| viper | 20.0 | 20.1 |") and lines[3].endswith("| viper | 27.5 | 27.6 |")
+    assert lines[0] == "| method | viper -> cityscapes-seq | viper -> bddvid |"
+    assert lines[2] == "| Source | 20.0 | 14.0 |" and lines[3] == "| HRDA | 27.5 | – |"
+    assert "| HRDA | viper -> cityscapes-seq | 77.5 |" in lines
+    csv_lines = (tmp_path / "t" / "table.csv").read_text().splitlines()
+    assert csv_lines[0] == "method,shift,miou,predconsis_miou/bwd_1,folder" and csv_lines[2].startswith("HRDA,viper -> cityscapes-seq,27.50,77.50,")
+    chart = cv2.imread(str(tmp_path / "t" / "miou.png"))
+    assert chart is not None and chart.shape[0] > 300 and (chart != 255).any()
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing")])
-    assert missing.exit_code == 2 and "results.json: missing or not an evaluation result" in missing.output
+    assert missing.exit_code == 2 and "no results.json here" in missing.output

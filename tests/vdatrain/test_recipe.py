@@ -110,3 +110,36 @@ def test_adaptation_needs_a_target(tmp_path):
 def test_an_unknown_recipe_name_says_where_to_look():
     with pytest.raises(RecipeError, match="vdatrain recipes"):
         load_recipe("no-such-recipe")
+
+
+def test_a_base_recipe_is_merged_section_by_section(tmp_path):
+    (tmp_path / "base.yaml").write_text(GOOD)
+    child = _write(tmp_path, "base: base.yaml\nname: child\nsource: {offsets: [0, -1], flows: [bwd_1]}\n"
+                             "train: {iters: 20}\n")
+    r = load_recipe(child)
+    assert r.name == "child" and r.source.offsets == [0, -1] and r.source.crop == (64, 64)  # merged, not replaced
+    assert r.train.iters == 20 and r.train.precision == "bf16"
+    shipped = load_recipe("demo-hrda-mic-mom")  # a shipped recipe built on shipped bases
+    assert shipped.model.accel.pair == "bwd_1" and shipped.adapt.consistent_mix and shipped.adapt.mic is not None
+    loop = _write(tmp_path, "base: recipe.yaml\nname: x\n")
+    with pytest.raises(RecipeError, match="include each other"):
+        load_recipe(loop)
+
+
+@pytest.mark.parametrize("video,message", [
+    ("model: {name: deeplabv2_r18, accel: {pair: bwd_1}}",
+     r"model.accel.pair: bwd_1 needs source.flows to list it and source.offsets to hold -1"),
+    ("target: {store: STORE, offsets: [0, -1], flows: [bwd_1]}\nadapt: {refine: {pair: fwd_1}}",
+     r"adapt.refine.pair: fwd_1 needs target.flows"),
+    ("target: {store: STORE}\nadapt: {refine: {pair: sideways}}", "adapt.refine.pair: 'sideways' is not a flow pair"),
+    ("target: {store: STORE}\nadapt: {consistent_mix: true}", "adapt.consistent_mix: needs model.accel"),
+    ("target: {store: STORE, offsets: [0, -1], flows: [bwd_1_at_m1]}\nadapt: {refine: {pair: bwd_1_at_m1}}",
+     "adapt.refine.pair: bwd_1_at_m1 starts at frame -1"),
+])
+def test_video_parts_name_the_flow_pair_they_miss(tmp_path, video, message):
+    text = GOOD.replace("model: {name: deeplabv2_r18, num_classes: 19}\n", "") + video + "\n"
+    if "model:" not in video:
+        text += "model: {name: deeplabv2_r18}\n"
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(_write(tmp_path, text))
+

@@ -28,7 +28,9 @@ def blur_kernel(side: int) -> int:
 
 
 def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
-    """(B, 3, H, W) normalised -> augmented, normalised; `spec` is a recipe's adapt.augment."""
+    """(B, 3, H, W) normalised -> augmented, normalised; `spec` is a recipe's adapt.augment.
+
+    (B, F, 3, H, W) -> the same: the F frames of an image share one draw (consistent mixup)."""
     mean = torch.as_tensor(IMAGENET_MEAN / 255, device=images.device)[:, None, None]
     std = torch.as_tensor(IMAGENET_STD / 255, device=images.device)[:, None, None]
     out = []
@@ -43,6 +45,6 @@ def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
                 x = ops[i](x)
         if float(torch.rand(())) < spec.blur_p:
             sigma = _uniform(*spec.blur_sigma)
-            x = TF.gaussian_blur(x, [blur_kernel(x.shape[2]), blur_kernel(x.shape[1])], [sigma, sigma])
+            x = TF.gaussian_blur(x, [blur_kernel(x.shape[-1]), blur_kernel(x.shape[-2])], [sigma, sigma])
         out.append((x - mean) / std)
     return torch.stack(out).to(images.dtype)

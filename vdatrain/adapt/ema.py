@@ -37,10 +37,11 @@ class EMATeacher:
             t.mul_(a).add_(s.detach(), alpha=1 - a)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's logits for (B, 3, H, W): training-mode normalisation, no dropout or drop-path."""
+    def predict(self, x: torch.Tensor, **frames) -> torch.Tensor:
+        """The teacher's logits for (B, 3, H, W): training-mode normalisation, no dropout or drop-path.
+        `frames`: a two-frame (ACCEL) teacher's other frame, flow and validity."""
         self.model.train()
         for m in self.model.modules():
             if _is_stochastic(m):
                 m.training = False
-        return self.model(x)
+        return self.model(x, **frames)

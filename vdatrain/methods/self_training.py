@@ -3,70 +3,149 @@
 One iteration (batch B source + B target crops):
 1. source:  L_src = CE(student(x_s), y_s)  [+ FD on the source features, same forward]
 2. pseudo-labels from the EMA teacher's full prediction on the un-augmented target
-   (HRDA: context + sliding detail), with ONE confidence weight per batch x margin mask
+   (HRDA: context + sliding detail), with ONE confidence weight per batch x margin mask;
+   [refine: the teacher's prediction of frame t+k, warped to t through the target flow,
+   refines the pseudo-label of t (consistency, max confidence, warp frame, oracle)]
 3. mix:     ClassMix source into target, strong augmentation, L_mix = CE(student(x_mix), y_mix, w_mix)
+   [refine: the refined label is mixed, and the term is off before refine.start_iter]
 4. MIC:     L_mask = CE(student(mask * aug(x_t)), pseudo-label, weight)
-then (after the optimiser step) the teacher's EMA update. Under HRDA every student
-loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1, and the feature distance
-uses the context branch. Each step is one forward pass and one loss group, so the
-loop frees each graph before the next forward.
+5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source)]
+then (after the optimiser step) the video discriminator's own step and the teacher's EMA
+update. Under HRDA every student loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1,
+and the feature distance uses the context branch. A two-frame (ACCEL) student sees frame
+t+k and the flow t -> t+k of each image it is given: the source's and target's own, and
+for mixed images the target's [consistent_mix: mixed with the same ClassMix mask]. Each
+step is one forward pass and one loss group, so the loop frees each graph before the next.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
+from flowprep.store import pair_offsets
 from vdatrain.adapt.augment import strong_augment
 from vdatrain.adapt.classmix import class_masks, mix
 from vdatrain.adapt.ema import EMATeacher
 from vdatrain.adapt.feature_distance import FeatureDistance
 from vdatrain.adapt.mic import block_mask
 from vdatrain.adapt.pseudo_label import pseudo_label
-from vdatrain.methods.student import student_loss
+from vdatrain.adapt.refine import IGNORE, refine
+from vdatrain.adapt.video_discriminator import VideoAdversary
+from vdatrain.methods.student import student_logits, student_loss
+from vdatrain.warp import warp
 
 
 class SelfTraining:
     def __init__(self, recipe, model: torch.nn.Module):
-        self.adapt, self.hrda = recipe.adapt, recipe.model.hrda
+        self.adapt, self.hrda, self.accel = recipe.adapt, recipe.model.hrda, recipe.model.accel
+        self.offsets = {"source": recipe.source.offsets, "target": recipe.target.offsets}
         self.teacher = EMATeacher(model, self.adapt.ema_alpha)
         self.fd = FeatureDistance(model, self.adapt.fd, recipe.model.num_classes) if self.adapt.fd else None
+        device = next(model.parameters()).device
+        self.adversary = VideoAdversary(recipe.model.num_classes, self.adapt.video_disc, recipe.train.iters, device) \
+            if self.adapt.video_disc else None
+        self._judged = None  # detached (source, target) prediction pairs for the discriminator's step
         self.stats: dict = {}  # logged with the losses
+
+    def partner(self, part: dict, name: str, pair: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Frame t+k (B, 3, h, w), flow t -> t+k (B, 2, h, w) and its validity (B, h, w) of a batch part."""
+        frame = part["image"][:, self.offsets[name].index(pair_offsets(pair)[1])]
+        return frame, part[f"flow/{pair}"], part[f"valid/{pair}"]
+
+    def two_frame(self, part: dict, name: str) -> dict:
+        """A two-frame (ACCEL) student's extra inputs for a batch part; nothing for a single-frame one."""
+        if self.accel is None:
+            return {}
+        return dict(zip(("other", "flow", "valid"), self.partner(part, name, self.accel.pair)))
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
         xs, ys, xt = src["image"][:, 0], src["label"], tgt["image"][:, 0]
+        src_frames, tgt_frames = self.two_frame(src, "source"), self.two_frame(tgt, "target")
 
-        loss, feats, seen = student_loss(net, xs, ys, None, self.hrda, amp)
+        loss, feats, seen = student_loss(net, xs, ys, None, self.hrda, amp, **src_frames)
         terms = {"source": loss}
         if self.fd is not None:
             terms["fd"] = self.fd.loss(feats, seen, ys)
         yield terms
 
         with amp():
-            teacher_logits = self.teacher.predict(xt)
+            teacher_logits = self.teacher.predict(xt, **tgt_frames)
         pl, pw = pseudo_label(teacher_logits, a.pseudo_threshold, xt.shape[-2:], tgt.get("margin"))
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
         self.stats = {"pseudo_weight": pw.max().detach()}
 
-        if a.mix == "classmix":
-            m = class_masks(ys)
-            x_mix, y_mix, w_mix = mix(m, xs, xt), mix(m, ys, pl), mix(m, torch.ones_like(pw), pw)
-        else:
-            x_mix, y_mix, w_mix = xt, pl, pw
-        if a.augment is not None:
-            x_mix = strong_augment(x_mix, a.augment)
-        yield {"mix": student_loss(net, x_mix, y_mix, w_mix, self.hrda, amp)[0]}
+        if a.refine is None or it >= a.refine.start_iter:
+            y_t = pl if a.refine is None else self.refined_label(teacher_logits, tgt, amp)
+            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, pw, src_frames, tgt_frames, amp)}
 
         if a.mic is not None:
             x_aug = strong_augment(xt, a.augment) if a.augment is not None else xt
             keep = block_mask(len(xt), xt.shape[-2:], a.mic.block, a.mic.mask_ratio, xt.device)
-            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.hrda, amp)[0]}
+            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.hrda, amp, **tgt_frames)[0]}
+
+        if self.adversary is not None:
+            pair = a.video_disc.pair
+            with torch.no_grad():
+                judged_source = self.frame_pair_logits(net, xs, self.partner(src, "source", pair)[0], amp)
+            logits_t, logits_k = self.frame_pair_logits(net, xt, self.partner(tgt, "target", pair)[0], amp)
+            self._judged = (judged_source, (logits_t.detach(), logits_k.detach()))
+            yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
+
+    def refined_label(self, teacher_logits: torch.Tensor, tgt: dict, amp) -> torch.Tensor:
+        """The teacher's pseudo-label of t (B, H, W) refined with its prediction of t+k warped to t."""
+        r = self.adapt.refine
+        other, flow, valid = self.partner(tgt, "target", r.pair)
+        with amp():
+            logits_k = self.teacher.predict(other)  # single-frame, also for ACCEL (t+2k is not loaded)
+        size = flow.shape[-2:]
+        probs_t = F.softmax(F.interpolate(teacher_logits.float(), size=size, mode="bilinear", align_corners=False), 1)
+        probs_k = F.softmax(F.interpolate(logits_k.float(), size=size, mode="bilinear", align_corners=False), 1)
+        warped, ok = warp(probs_k, flow, valid, mode="nearest")
+        conf_t, label_t = probs_t.max(1)
+        conf_k, label_k = warped.max(1)
+        out = refine(r.strategy, label_t, conf_t, label_k, conf_k, ok, r.invalid, tgt.get("label"))
+        self.stats["refine_kept"] = (out != IGNORE).float().mean().detach()
+        return out
+
+    def mix_loss(self, net, src, tgt, ys, y_t, pw, src_frames: dict, tgt_frames: dict, amp) -> torch.Tensor:
+        a, xs, xt = self.adapt, src["image"][:, 0], tgt["image"][:, 0]
+        frames = dict(tgt_frames)
+        if a.mix == "classmix":
+            m = class_masks(ys)
+            x_mix, y_mix, w_mix = mix(m, xs, xt), mix(m, ys, y_t), mix(m, torch.ones_like(pw), pw)
+            if a.consistent_mix:  # frame t+k and the flow follow the same mask
+                frames = {k: mix(m, src_frames[k], tgt_frames[k]) for k in ("other", "flow", "valid")}
+        else:
+            x_mix, y_mix, w_mix = xt, y_t, pw
+        if a.augment is not None:
+            if frames:  # both frames of an image get one colour and blur draw
+                both = strong_augment(torch.stack([x_mix, frames["other"]], 1), a.augment)
+                x_mix, frames["other"] = both[:, 0], both[:, 1]
+            else:
+                x_mix = strong_augment(x_mix, a.augment)
+        return student_loss(net, x_mix, y_mix, w_mix, self.hrda, amp, **frames)[0]
+
+    def frame_pair_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single-frame student logits of t and t+k, upsampled to the crop: one forward of both (B, C, H, W)."""
+        logits = student_logits(net, torch.cat([x_t, x_k]), self.hrda, amp)
+        logits = F.interpolate(logits.float(), size=x_t.shape[-2:], mode="bilinear", align_corners=False)
+        return logits.chunk(2)
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:
+        if self.adversary is not None and self._judged is not None:
+            self.stats["loss_disc"] = self.adversary.step(*self._judged, it)
+            self._judged = None
         self.teacher.update(model, it + 1)
 
     def state_dict(self) -> dict:
-        return {"teacher": self.teacher.model.state_dict()}
+        state = {"teacher": self.teacher.model.state_dict()}
+        if self.adversary is not None:
+            state["discriminator"] = self.adversary.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.teacher.model.load_state_dict(state["teacher"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["discriminator"])

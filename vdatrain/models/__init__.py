@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from vdatrain.models.accel import ACCEL
 from vdatrain.models.daformer import DAFormer
 from vdatrain.models.deeplabv2 import DeepLabV2
 from vdatrain.models.hrda import HRDA
@@ -23,11 +24,14 @@ MODELS = {
 }
 
 
-def build_model(name: str, num_classes: int = 19, hrda=None):
-    """The named model; wrapped in HRDA multi-resolution fusion when `hrda` (a recipe's model.hrda) is given."""
+def build_model(name: str, num_classes: int = 19, hrda=None, accel=None):
+    """The named model; wrapped in HRDA multi-resolution fusion when `hrda` (a recipe's model.hrda) is given,
+    and then in the two-frame ACCEL model when `accel` (model.accel) is."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r} (choose from {', '.join(MODELS)})")
     model = MODELS[name](num_classes=num_classes)
     if hrda is not None:
         model = HRDA(model, num_classes, hrda.context_scale, hrda.detail_crop, hrda.detail_stride)
+    if accel is not None:
+        model = ACCEL(model, num_classes, accel.pair)
     return model

@@ -48,11 +48,13 @@ def map_mmseg_keys(state: dict, branch: str = "student") -> dict:
     return out
 
 
-def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student", may_lack: tuple = ()) -> str:
+def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student", may_lack: tuple = (),
+                            may_drop: tuple = ()) -> str:
     """Load a `vdatrain fit` checkpoint or a released mmseg checkpoint into `model`; returns the format.
 
     Keys under the prefixes in `may_lack` may be absent (e.g. "attention." when a single-scale model
-    initialises an HRDA one); they keep their initialisation."""
+    initialises an HRDA one); they keep their initialisation. Checkpoint keys under `may_drop` that
+    the model does not have are left out (an HRDA checkpoint initialising a single-scale model)."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -73,7 +75,9 @@ def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student
             state, fmt = map_mmseg_keys(state, branch), f"mmseg ({branch})"
         except WeightsError as e:
             raise WeightsError(f"{path}: {e}") from None
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    check_keys(state, model.state_dict(), f"{path} ({fmt}) does not fit the recipe's model", may_lack)
+    own = model.state_dict()
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")
+             and not (may_drop and k.startswith(may_drop) and k not in own)}
+    check_keys(state, own, f"{path} ({fmt}) does not fit the recipe's model", may_lack)
     model.load_state_dict(state, strict=False)
     return fmt

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from flowprep.errors import StoreError
-from flowprep.store import FLOW_SCALE, StoreWriter, create_store, decode_flow, encode_flow, pair_name
+from flowprep.store import FLOW_SCALE, StoreWriter, create_store, decode_flow, encode_flow, pair_name, pair_offsets
 
 from .conftest import CLASSES, sample_data, spec_for, write_store
 
@@ -68,6 +68,10 @@ def test_pair_names():
     assert pair_name(0, -1) == "bwd_1"
     assert pair_name(0, 2) == "fwd_2"
     assert pair_name(-1, -2) == "bwd_1_at_m1"
+    for src, dst in [(0, -1), (0, 2), (-1, -2), (3, 13), (0, 10)]:
+        assert pair_offsets(pair_name(src, dst)) == (src, dst)
+    with pytest.raises(StoreError, match="'bwd_0' is not a flow pair name"):
+        pair_offsets("bwd_0")
 
 
 def test_rerun_skips_complete_samples_and_reopening_is_idempotent(tmp_path):

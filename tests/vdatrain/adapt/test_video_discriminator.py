@@ -1,0 +1,53 @@
+"""The video discriminator: AdaptSegNet shape, LS-GAN signs, its own optimiser, no gradient leaks."""
+
+import pytest
+import torch
+
+from vdatrain.adapt.video_discriminator import (VideoAdversary, VideoDiscriminator, adversarial_loss,
+                                                discriminator_loss)
+from vdatrain.recipe import VideoDiscSpec
+
+
+def test_five_stride_2_convolutions_on_two_stacked_softmaxes():
+    d = VideoDiscriminator(2 * 19)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+    assert convs[0].in_channels == 38
+    assert d(torch.randn(2, 19, 128, 64), torch.randn(2, 19, 128, 64)).shape == (2, 1, 4, 2)
+
+
+def test_ls_gan_losses_have_the_right_signs():
+    ones, zeros = torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)
+    assert discriminator_loss(ones, zeros) == 0  # a perfect discriminator: source 1, target 0
+    assert discriminator_loss(zeros, ones) == 1  # the worst one
+    assert adversarial_loss(ones) == 0  # the target fools it completely
+    assert adversarial_loss(zeros) == 1
+    assert discriminator_loss(torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.5)) == pytest.approx(0.25)
+
+
+def test_the_generator_loss_is_weighted_and_leaves_the_discriminator_alone():
+    torch.manual_seed(0)
+    adv = VideoAdversary(3, VideoDiscSpec(weight=0.1), iters=10, device="cpu")
+    logits_t = torch.randn(1, 3, 64, 64, requires_grad=True)
+    loss = adv.generator_loss(logits_t, torch.randn(1, 3, 64, 64))
+    loss.backward()
+    assert logits_t.grad is not None
+    assert all(p.grad is None for p in adv.model.parameters())
+    assert all(p.requires_grad for p in adv.model.parameters())
+    with torch.no_grad():
+        unweighted = adversarial_loss(adv.model(logits_t, torch.zeros(1, 3, 64, 64)))
+    assert unweighted > 0
+
+
+def test_the_discriminator_learns_to_tell_the_domains_apart_with_its_poly_schedule():
+    torch.manual_seed(0)
+    spec = VideoDiscSpec(lr=1e-3)
+    adv = VideoAdversary(3, spec, iters=40, device="cpu")
+    source = (torch.randn(2, 3, 64, 64) * 4, torch.randn(2, 3, 64, 64) * 4)
+    target = (torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64))
+    first = adv.step(source, target, 0)
+    for it in range(1, 30):
+        last = adv.step(source, target, it)
+    assert last < first / 4
+    assert adv.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 29 / 40) ** 0.9)

@@ -1,0 +1,128 @@
+"""The video parts of self-training: flow-refined pseudo-labels, consistent mixup, the refinement
+start, the video discriminator's place in the iteration."""
+
+from contextlib import nullcontext
+
+import torch
+import torch.nn as nn
+
+from vdatrain.methods.self_training import SelfTraining
+from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
+                             VideoDiscSpec)
+
+C, H, W = 3, 8, 12
+
+
+class Spy(nn.Module):
+    """Logits = 10 x the image's channels (3 classes), and a record of every call's extra inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(10.0))
+        self.calls = []
+
+    def forward(self, x, return_features=False, **frames):
+        self.calls.append({"x": x, **frames})
+        logits = self.scale * x
+        return (logits, logits) if return_features else logits
+
+
+def _recipe(accel=False, **adapt):
+    video = {"offsets": [0, -1], "flows": ["bwd_1"]}
+    return Recipe(name="t", model=ModelSpec(name="spy", num_classes=C, accel=ACCELSpec() if accel else None),
+                  source=DataSpec(store="s", **video), target=DataSpec(store="t", **video), eval=EvalSpec(store="t"),
+                  adapt=AdaptSpec(augment=None, **adapt), train=TrainSpec(iters=10))
+
+
+def _stripes(shift=0):
+    """(1, 3, H, W) one-hot images whose class changes every 3 columns, moved `shift` px right."""
+    cls = ((torch.arange(W) - shift) // 3) % 3
+    return nn.functional.one_hot(cls, 3).T[None, :, None, :].expand(1, 3, H, W).float()
+
+
+def _batch():
+    torch.manual_seed(0)
+    label = torch.ones(1, H, W, dtype=torch.int64)
+    label[..., W // 2:] = 2  # two source classes: ClassMix pastes exactly one half
+    part = lambda: {"image": torch.randn(1, 2, 3, H, W), "flow/bwd_1": torch.randn(1, 2, H, W),  # noqa: E731
+                    "valid/bwd_1": torch.rand(1, H, W) > 0.5}
+    return {"source": {**part(), "label": label}, "target": part()}
+
+
+def _mix_call(consistent):
+    st = SelfTraining(_recipe(accel=True, consistent_mix=consistent), Spy())
+    net, b = Spy(), _batch()
+    src, tgt = b["source"], b["target"]
+    st.mix_loss(net, src, tgt, src["label"], torch.zeros(1, H, W, dtype=torch.int64), torch.ones(1, H, W),
+                st.two_frame(src, "source"), st.two_frame(tgt, "target"), nullcontext)
+    return net.calls[-1], src, tgt
+
+
+def test_consistent_mixup_pastes_the_same_region_of_both_frames_and_of_the_flow():
+    call, src, tgt = _mix_call(consistent=True)
+    from_source = (call["x"] == src["image"][:, 0]).all(1)  # (1, H, W)
+    assert from_source.any() and not from_source.all()
+    assert from_source[..., :W // 2].all() != from_source[..., W // 2:].all()  # one half exactly
+    m = from_source[:, None]
+    assert torch.equal(call["other"], torch.where(m, src["image"][:, 1], tgt["image"][:, 1]))
+    assert torch.equal(call["flow"], torch.where(m, src["flow/bwd_1"], tgt["flow/bwd_1"]))
+    assert torch.equal(call["valid"], torch.where(from_source, src["valid/bwd_1"], tgt["valid/bwd_1"]))
+
+
+def test_without_consistent_mixup_the_second_frame_and_flow_are_the_targets():
+    call, src, tgt = _mix_call(consistent=False)
+    assert not (call["x"] == tgt["image"][:, 0]).all()
+    assert torch.equal(call["other"], tgt["image"][:, 1]) and torch.equal(call["flow"], tgt["flow/bwd_1"])
+
+
+def _refine(strategy, flow_u, invalid="ignore"):
+    st = SelfTraining(_recipe(refine=RefineSpec(strategy=strategy, invalid=invalid)), Spy())
+    t, previous = _stripes(), _stripes(shift=2)  # the scene moves 2 px right from t to t-1
+    flow = torch.zeros(1, 2, H, W)
+    flow[:, 0] = flow_u
+    tgt = {"image": torch.stack([t, previous], 1), "flow/bwd_1": flow, "valid/bwd_1": torch.ones(1, H, W, dtype=torch.bool)}
+    with torch.no_grad():
+        label = st.refined_label(st.teacher.predict(t), tgt, nullcontext)
+    return label, st.stats["refine_kept"]
+
+
+def test_refinement_with_the_true_flow_keeps_every_pixel_the_warp_reaches():
+    label, kept = _refine("consistency", flow_u=2.0)
+    expected = _stripes().argmax(1)
+    expected[..., W - 2:] = 255  # warped from outside frame t-1
+    assert torch.equal(label, expected) and kept == (W - 2) / W
+
+
+def test_refinement_with_a_wrong_flow_drops_the_disagreements():
+    label, _ = _refine("consistency", flow_u=0.0)
+    cls = torch.arange(W) // 3 % 3
+    agree = cls == ((torch.arange(W) - 2) // 3 % 3)
+    assert torch.equal(label[0, 0], torch.where(agree, cls, 255))
+    warped, _ = _refine("warp_frame", flow_u=0.0, invalid="frame_t")
+    assert torch.equal(warped[0, 0], (torch.arange(W) - 2) // 3 % 3)  # the unaligned previous frame's labels
+
+
+def test_the_mixed_term_starts_at_refine_start_iter_and_mic_does_not_wait():
+    from vdatrain.recipe import MICSpec
+
+    st = SelfTraining(_recipe(refine=RefineSpec(start_iter=5), mic=MICSpec(block=4)), Spy())
+    groups = lambda it: [k for g in st.losses(Spy(), _batch(), it, nullcontext) for k in g]  # noqa: E731
+    assert groups(4) == ["source", "mic"]
+    assert groups(5) == ["source", "mix", "mic"] and "refine_kept" in st.stats
+
+
+def test_the_video_discriminator_trains_after_the_step_and_is_checkpointed():
+    st = SelfTraining(_recipe(video_disc=VideoDiscSpec()), Spy())
+    net = Spy()
+    batch = _batch()
+    for b in batch.values():  # the discriminator needs 32 px per score
+        b["image"] = torch.randn(1, 2, 3, 64, 64)
+        b["flow/bwd_1"], b["valid/bwd_1"] = torch.zeros(1, 2, 64, 64), torch.ones(1, 64, 64, dtype=torch.bool)
+    batch["source"]["label"] = torch.randint(0, 3, (1, 64, 64))
+    groups = list(st.losses(net, batch, 0, nullcontext))
+    assert list(groups[-1]) == ["adv"] and groups[-1]["adv"].requires_grad
+    before = [p.clone() for p in st.adversary.model.parameters()]
+    st.after_step(net, 0)
+    assert float(st.stats["loss_disc"]) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, st.adversary.model.parameters()))
+    assert set(st.state_dict()) == {"teacher", "discriminator"}

@@ -1,0 +1,87 @@
+"""DA-VSN's video discriminator: source or target, judged from the predictions of two frames.
+
+Input: the softmax of frame t's logits and the softmax of frame t+k's, stacked (B, 2C, h, w)
+(each frame normalised on its own, as DA-VSN does). Network: AdaptSegNet's, five 4x4
+stride-2 convolutions 64-128-256-512-1 with LeakyReLU 0.2 between them -> (B, 1, h/32, w/32).
+Least-squares GAN: the discriminator learns D(source) -> 1, D(target) -> 0,
+
+    L_D = 1/2 [mean (D(p_s) - 1)^2 + mean D(p_t)^2]     (its own Adam and poly schedule)
+
+and the segmentation network is pushed to make target predictions look like source ones,
+
+    L_adv = weight * mean (D(p_t) - 1)^2                 (the paper's weight 0.1).
+
+The discriminator's step runs after the segmentation network's, on detached predictions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class VideoDiscriminator(nn.Module):
+    def __init__(self, in_channels: int, width: int = 64):
+        super().__init__()
+        chans = [in_channels, width, width * 2, width * 4, width * 8]
+        layers = []
+        for a, b in zip(chans, chans[1:]):
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+        self.net = nn.Sequential(*layers, nn.Conv2d(chans[-1], 1, 4, stride=2, padding=1))
+
+    def forward(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
+        """Two (B, C, h, w) logits -> (B, 1, h/32, w/32) scores (1 = source)."""
+        x = torch.cat([F.softmax(logits_t.float(), dim=1), F.softmax(logits_k.float(), dim=1)], dim=1)
+        return self.net(x)
+
+
+def discriminator_loss(d_source: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
+    """LS-GAN loss of the discriminator: source scores towards 1, target scores towards 0."""
+    return 0.5 * (((d_source - 1) ** 2).mean() + (d_target ** 2).mean())
+
+
+def adversarial_loss(d_target: torch.Tensor) -> torch.Tensor:
+    """LS-GAN loss of the segmentation network: target scores towards 1 (look like the source)."""
+    return ((d_target - 1) ** 2).mean()
+
+
+class VideoAdversary:
+    """The discriminator, its optimiser and schedule; `step` trains it on one batch of predictions."""
+
+    def __init__(self, num_classes: int, spec, iters: int, device):
+        self.spec, self.iters = spec, iters
+        self.model = VideoDiscriminator(2 * num_classes).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+
+    def generator_loss(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
+        """The segmentation network's weighted adversarial loss for target logits; the discriminator's
+        parameters take no gradient from it."""
+        self.model.requires_grad_(False)
+        try:
+            return self.spec.weight * adversarial_loss(self.model(logits_t, logits_k))
+        finally:
+            self.model.requires_grad_(True)
+
+    def step(self, source: tuple[torch.Tensor, torch.Tensor], target: tuple[torch.Tensor, torch.Tensor],
+             it: int) -> torch.Tensor:
+        """One discriminator update on detached (logits_t, logits_k) of source and target; -> its loss."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.spec.lr * (1 - it / self.iters) ** self.spec.power
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = discriminator_loss(self.model(*(x.detach() for x in source)),
+                                  self.model(*(x.detach() for x in target)))
+        loss.backward()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for p in self.model.parameters():  # average like DDP would, so replicas stay identical
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= torch.distributed.get_world_size()
+        self.optimizer.step()
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
