@@ -51,7 +51,8 @@ class HRDASpec:
 class ACCELSpec:
     """Two-frame model (`vdatrain/models/accel.py`): frame t fused with frame t+k's warped logits.
     Source, target and eval stores need the pair's flow and frame (source/target `offsets`, `flows`)."""
-    pair: str = "bwd_1"  # flow from frame t to the other frame (bwd_1: t -> t-1; BDDVid: bwd_2)
+    pair: str = "bwd_1"  # target and eval flow from frame t to the other frame (bwd_1: t -> t-1; BDDVid: bwd_2)
+    source_pair: Optional[str] = None  # the source's, when its frame distance differs (VIPER -> BDDVid: bwd_1)
 
 
 @dataclass
@@ -113,7 +114,8 @@ class RefineSpec:
 @dataclass
 class VideoDiscSpec:
     """DA-VSN video discriminator (`vdatrain/adapt/video_discriminator.py`) on predictions of t and t+k."""
-    pair: str = "bwd_1"  # which other frame (source and target need its frame in `offsets`)
+    pair: str = "bwd_1"  # the target's other frame (its offset must be in target.offsets)
+    source_pair: Optional[str] = None  # the source's, when its frame distance differs
     weight: float = 0.1  # adversarial weight of the segmentation network's loss (the paper's lambda)
     lr: float = 1.0e-4  # the discriminator's own Adam
     betas: tuple[float, float] = (0.9, 0.99)
@@ -308,13 +310,19 @@ def _video_checks(r: Recipe) -> None:
     from flowprep.errors import StoreError
     from flowprep.store import pair_offsets
 
+    for part in ("source", "target"):
+        data = getattr(r, part)
+        if data is not None and (not data.offsets or data.offsets[0] != 0):
+            raise RecipeError(f"{part}.offsets: the first offset must be 0 (frame t, the labelled one), "
+                              f"got {data.offsets}")
     uses = []
-    if r.model.accel:
-        uses += [("model.accel.pair", r.model.accel.pair, ("source", "target"))]
+    for key, spec in (("model.accel", r.model.accel), ("adapt.video_disc", r.adapt and r.adapt.video_disc)):
+        if spec:
+            uses += [(f"{key}.pair", spec.pair, ("target",)),
+                     (f"{key}.source_pair" if spec.source_pair else f"{key}.pair", spec.source_pair or spec.pair,
+                      ("source",))]
     if r.adapt and r.adapt.refine:
         uses += [("adapt.refine.pair", r.adapt.refine.pair, ("target",))]
-    if r.adapt and r.adapt.video_disc:
-        uses += [("adapt.video_disc.pair", r.adapt.video_disc.pair, ("source", "target"))]
     for key, pair, parts in uses:
         try:
             src, dst = pair_offsets(pair)

@@ -1,6 +1,7 @@
 """Recipes are validated before anything runs; every error names the dotted key."""
 
 import pytest
+import yaml
 
 from flowprep.store import StoreSpec, create_store
 from vdatrain.recipe import RecipeError, check_paths, load_recipe
@@ -143,3 +144,34 @@ def test_video_parts_name_the_flow_pair_they_miss(tmp_path, video, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe(_write(tmp_path, text))
 
+
+
+def test_video_paper_recipes_add_exactly_their_video_parts_to_the_image_recipe():
+    from dataclasses import replace
+
+    from vdatrain.recipe import shipped_recipes
+
+    shipped = shipped_recipes()
+    shifts = [f"{s}-{t}" for s in ("viper", "synthia") for t in ("cs", "bdd")]
+    for shift in shifts:
+        pair = "bwd_2" if shift.endswith("bdd") else "bwd_1"  # BDDVid frames are t, t-2, t-4
+        tps, davsn, udavss, mom = (load_recipe(f"dlv2-hrda-{m}-{shift}") for m in ("tps", "davsn", "udavss", "mom"))
+        assert tps.model.accel.pair == pair and tps.adapt.refine.strategy == "warp_frame" and not tps.adapt.video_disc
+        assert davsn.model.accel and davsn.adapt.video_disc.weight == 0.1 and davsn.adapt.refine.strategy == "max_confidence"
+        assert udavss.model.accel is None and udavss.adapt.video_disc and udavss.adapt.refine.strategy == "consistency"
+        assert mom.model.accel and mom.adapt.consistent_mix and mom.adapt.refine.strategy == "consistency"
+        assert mom.adapt.refine.start_iter == 1500 and mom.adapt.refine.pair == pair
+        assert tps.model.accel.source_pair == (None if pair == "bwd_1" else "bwd_1")
+        for custom in ("vdisc", "accel-cmix", "vdisc-accel-cmix", "vdisc-accel-cmix-consistency", "pl-consistency-bwd"):
+            assert f"dlv2-hrda-{custom}-{shift}" in shipped
+    studies = [n for n in shipped if "-pl-" in n and n.endswith("-cs")]
+    assert len(studies) == 2 * 2 * 4 * 2 * 2  # architecture x MIC x strategy x direction x source
+    for name in [*studies, *(n for n in shipped if n.startswith("dlv2-hrda-") and n.endswith("bdd"))]:
+        r = load_recipe(name)
+        base = load_recipe(yaml.safe_load(shipped[name].read_text()).get("base", name))
+        stripped = replace(r, name=base.name, label=base.label, description=base.description,
+                           model=replace(r.model, accel=None),
+                           adapt=replace(r.adapt, refine=None, video_disc=None, consistent_mix=False),
+                           source=replace(r.source, offsets=[0], flows=[]),
+                           target=replace(r.target, offsets=[0], flows=[]))
+        assert stripped == base, name

@@ -36,6 +36,11 @@ from vdatrain.methods.student import student_logits, student_loss
 from vdatrain.warp import warp
 
 
+def _pair(spec, part: str) -> str:
+    """The flow pair a video part (model.accel, adapt.video_disc) uses for the source or target batch."""
+    return spec.source_pair or spec.pair if part == "source" else spec.pair
+
+
 class SelfTraining:
     def __init__(self, recipe, model: torch.nn.Module):
         self.adapt, self.hrda, self.accel = recipe.adapt, recipe.model.hrda, recipe.model.accel
@@ -57,7 +62,7 @@ class SelfTraining:
         """A two-frame (ACCEL) student's extra inputs for a batch part; nothing for a single-frame one."""
         if self.accel is None:
             return {}
-        return dict(zip(("other", "flow", "valid"), self.partner(part, name, self.accel.pair)))
+        return dict(zip(("other", "flow", "valid"), self.partner(part, name, _pair(self.accel, name))))
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
@@ -86,10 +91,11 @@ class SelfTraining:
             yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.hrda, amp, **tgt_frames)[0]}
 
         if self.adversary is not None:
-            pair = a.video_disc.pair
+            other_s = self.partner(src, "source", _pair(a.video_disc, "source"))[0]
             with torch.no_grad():
-                judged_source = self.frame_pair_logits(net, xs, self.partner(src, "source", pair)[0], amp)
-            logits_t, logits_k = self.frame_pair_logits(net, xt, self.partner(tgt, "target", pair)[0], amp)
+                judged_source = self.frame_pair_logits(net, xs, other_s, amp)
+            other_t = self.partner(tgt, "target", _pair(a.video_disc, "target"))[0]
+            logits_t, logits_k = self.frame_pair_logits(net, xt, other_t, amp)
             self._judged = (judged_source, (logits_t.detach(), logits_k.detach()))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
