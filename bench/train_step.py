@@ -1,7 +1,7 @@
 """Training step cost of the paper's models: iterations per second and peak memory, side by side in one run.
 
     python bench/train_step.py [--models deeplabv2_r101,daformer_mitb5] [--batch 2] [--crop 1024]
-                               [--iters 3] [--methods supervised,hrda-mic] [--device auto|cpu|cuda] [--smoke]
+                               [--iters 3] [--methods supervised,hrda-mic,mom] [--device auto|cpu|cuda] [--smoke]
 
 One training step as `vdatrain fit` runs it, on random images and labels, for each
 model, method and precision (fp32; bf16 autocast):
@@ -10,13 +10,17 @@ model, method and precision (fp32; bf16 autocast):
 - hrda / hrda-mic: the paper's self-training iteration at batch B source + B target
   (source loss + feature distance, EMA-teacher pseudo-labels by sliding detail
   windows, ClassMix + strong augmentation, MIC for hrda-mic, EMA update), with the
-  `dlv2-hrda(-mic)-viper-cs` recipe's settings (detail crop = crop / 2).
+  `dlv2-hrda(-mic)-viper-cs` recipe's settings (detail crop = crop / 2);
+- tps / davsn / udavss / mom: the Table 4 video recipes `dlv2-hrda-<method>-viper-cs`
+  (ACCEL, video discriminator, flow-refined pseudo-labels, consistent mixup) on two
+  frames and a random flow, refinement on from the first step.
 Each configuration runs in its own process so its peak memory is its own: on a GPU
 torch's peak allocation, on the CPU the process's peak resident set. The table
 gives seconds per iteration, iterations per second and peak memory, with bf16
 relative to fp32 of the same model.
 
---smoke: small models (deeplabv2_r18, daformer_mitb0), crop 64, 1 iteration, both methods (used by the tests).
+--smoke: small models (deeplabv2_r18, daformer_mitb0), crop 64, 1 iteration, supervised and hrda-mic
+(used by the tests).
 """
 
 from __future__ import annotations
@@ -48,16 +52,22 @@ def one(model_name: str, method: str, precision: str, batch: int, crop: int, ite
                  f"model.hrda.detail_crop=[{half},{half}]", f"model.hrda.detail_stride=[{half // 2},{half // 2}]"]
     if method == "supervised":
         recipe = load_recipe("dlv2-source-viper-cs", [f"model.name={model_name}"])
-    else:
+    elif method in ("hrda", "hrda-mic"):
         mic = [f"adapt.mic={{block: {max(8, crop // 16)}}}"] if method == "hrda-mic" else []  # 64 at 1024
         recipe = load_recipe(f"dlv2-{method}-viper-cs", overrides + mic)
-    model = build_model(model_name, 19, recipe.model.hrda).to(dev).train()
+    else:
+        recipe = load_recipe(f"dlv2-hrda-{method}-viper-cs", overrides)
+        if recipe.adapt.refine:
+            recipe.adapt.refine.start_iter = 0
+    model = build_model(model_name, 19, recipe.model.hrda, recipe.model.accel).to(dev).train()
     algorithm = build_method(recipe, model)
     optimizer = build_optimizer(model, 6e-5, 0.01, 10.0, (0.9, 0.999))
     amp = partial(torch.autocast, dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    stream = lambda: {"image": torch.randn(batch, 1, 3, crop, crop, device=dev),
+    stream = lambda: {"image": torch.randn(batch, 2, 3, crop, crop, device=dev),  # frames t, t-1
                       "label": torch.randint(0, 19, (batch, crop, crop), device=dev),
-                      "margin": torch.ones(batch, crop, crop, device=dev)}
+                      "margin": torch.ones(batch, crop, crop, device=dev),
+                      "flow/bwd_1": torch.randn(batch, 2, crop, crop, device=dev) * 4,
+                      "valid/bwd_1": torch.ones(batch, crop, crop, dtype=torch.bool, device=dev)}
     data = {"source": stream(), "target": stream()}
     it = [0]
 
@@ -90,7 +100,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=1024, help="square crop side in pixels (the paper: 1024)")
     ap.add_argument("--iters", type=int, default=3, help="timed steps per configuration (after 1 warm-up)")
     ap.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32, bf16")
-    ap.add_argument("--methods", default="supervised", help="comma-separated: supervised, hrda, hrda-mic")
+    ap.add_argument("--methods", default="supervised", help="comma-separated: supervised, hrda, hrda-mic, tps, davsn, udavss, mom")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--smoke", action="store_true", help="small models, crop 64, 1 step, supervised and hrda-mic")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run one configuration, print JSON
