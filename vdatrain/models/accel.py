@@ -12,7 +12,9 @@ pixels); the fused output is (B, C, H, W). Where the warp has no valid source pi
 warped ones: the fusion never sees a made-up value.
 
 Under HRDA the fusion applies to the fused multi-resolution output; the detail
-branch's output passes through unchanged (its loss is frame t's alone).
+branch's output passes through unchanged (its loss is frame t's alone). In training,
+frame t+k goes through the same forward as t (context plus the same detail box), not
+the sliding-window inference, which would cost several detail forwards per image.
 
 Inference (`predict_pair`) slides windows over each full frame separately, then
 warps the full-resolution logits of t+k and fuses: a window of t is never paired
@@ -75,7 +77,10 @@ class ACCEL(nn.Module):
             return {**out, "fused": out["fused"] + zero} if isinstance(out, dict) else \
                 (out[0] + zero, *out[1:]) if isinstance(out, tuple) else out + zero
         with torch.no_grad():
-            logits_k = self.model(other)
+            if "detail_box" in kw:  # HRDA training: frame t+k through the same forward (same box) as t
+                logits_k = self.model(other, detail_box=kw["detail_box"])["fused"]
+            else:
+                logits_k = self.model(other)
         if isinstance(out, dict):  # HRDA training forward
             return {**out, "fused": self.fuse(out["fused"], logits_k, flow, valid)}
         if isinstance(out, tuple):  # (logits, features)
