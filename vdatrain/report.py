@@ -92,18 +92,19 @@ def bar_chart(rows: list[Row], path, height: int = 420) -> None:
     import cv2
 
     labels, shifts, cell = tables(rows)
-    bar, gap, left, top, bottom = 22, 28, 60, 20, 60
-    group = bar * len(labels) + gap
-    legend_w = 20 + 9 * max(len(s) for s in labels)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    bar, gap, left, top, bottom = 22, 28, 60, 34, 60
+    widest = max(cv2.getTextSize(s, font, 0.4, 1)[0][0] for s in shifts)
+    group = max(bar * len(labels), widest) + gap  # the shift's name fits under its bars
+    legend_w = 30 + max(cv2.getTextSize(s, font, 0.4, 1)[0][0] for s in labels)
     width = left + group * len(shifts) + legend_w
     img = np.full((height, width, 3), 255, np.uint8)
     plot_h = height - top - bottom
     y_of = lambda v: int(round(top + plot_h * (1 - v / 100)))  # noqa: E731
-    font = cv2.FONT_HERSHEY_SIMPLEX
     for v in range(0, 101, 20):
         cv2.line(img, (left, y_of(v)), (left + group * len(shifts), y_of(v)), (220, 220, 220), 1)
         cv2.putText(img, str(v), (left - 34, y_of(v) + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "mIoU", (4, top + 10), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "mIoU", (4, 14), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     for g, shift in enumerate(shifts):
         x0 = left + g * group + gap // 2
         for m, label in enumerate(labels):
