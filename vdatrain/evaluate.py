@@ -139,7 +139,8 @@ def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None
               "per_class": {p: dict(zip(names, (None if np.isnan(x) else round(float(x), 2) for x in v)))
                             for p, v in ious.items()}}
     if temporal:
-        result["temporal"] = {pair: meter.result(evaluated) for pair, meter in temporal.items()}
+        # a pair no sample could serve (all skipped) has nothing to report
+        result["temporal"] = {pair: meter.result(evaluated) for pair, meter in temporal.items() if meter.retained[1]}
     if run:
         result["run"] = run
     if skipped:

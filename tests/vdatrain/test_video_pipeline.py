@@ -60,3 +60,16 @@ def test_a_store_without_the_accel_pair_is_named_before_training(run, tiny_store
     result = CliRunner().invoke(cli, ["eval", str(run / "recipe.yaml"), "--ckpt", str(run / "run/checkpoint.pt"),
                                       "--set", f"eval.store={plain}"])
     assert result.exit_code == 2 and "eval.store:" in result.output and "bwd_1" in result.output
+
+
+def test_pairs_a_two_frame_model_cannot_predict_are_listed_as_skipped(run, tiny_store):
+    """Frame t-1's dual-frame prediction needs frame t-2, which this store lacks: the temporal pair is
+    skipped for every sample, reported, and mIoU is still computed."""
+    short = tiny_store("cityscapes-seq", "val", offsets="-1,0", pairs="bwd:1")
+    result = CliRunner().invoke(cli, ["eval", str(run / "recipe.yaml"), "--ckpt", str(run / "run/checkpoint.pt"),
+                                      "--set", f"eval.store={short}", "--pictures", "0", "--out", str(run / "short")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((run / "short/results.json").read_text())
+    assert saved["skipped"] and all(s.endswith("/bwd_1") for s in saved["skipped"])
+    assert "temporal pairs skipped" in result.output and saved["miou"]["standard"] >= 0
+    assert "bwd_1" not in saved.get("temporal", {})  # nothing measured, nothing reported
