@@ -57,11 +57,11 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
         rgb = np.asarray(reader.frame(i, offset))
     if not isinstance(model, ACCEL):
         return predict(model, rgb, num_classes, window, stride, device)
-    src, dst = pair_offsets(model.pair)
-    pair = pair_name(offset, offset + dst - src)
-    if offset + dst - src not in reader.frame_offsets or pair not in reader.flow_pairs \
-            or not reader.complete(f"flow_{pair}")[i]:
+    partner = offset + pair_offsets(model.pair)[1]  # ACCEL pairs start at frame t (the recipe checks it)
+    pair = pair_name(offset, partner)
+    if partner not in reader.frame_offsets or pair not in reader.flow_pairs or not reader.complete(f"flow_{pair}")[i]:
         return None
+
     def image(a: np.ndarray) -> torch.Tensor:
         return normalise(a)[None].to(device)
 
@@ -70,7 +70,7 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
 
     flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None].to(device)
     valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None].to(device)
-    logits = model.predict_pair(slide, image(rgb), image(np.asarray(reader.frame(i, offset + dst - src))), flow, valid)
+    logits = model.predict_pair(slide, image(rgb), image(np.asarray(reader.frame(i, partner))), flow, valid)
     return logits.argmax(1)[0].cpu()
 
 
