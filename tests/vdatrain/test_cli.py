@@ -49,3 +49,7 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     assert chart is not None and chart.shape[0] > 300 and (chart != 255).any()
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no results.json here" in missing.output
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "results.json").write_text("{not json")
+    junk = CliRunner().invoke(cli, ["report", str(tmp_path / "junk")])
+    assert junk.exit_code == 2 and "results.json: not an evaluation result" in junk.output

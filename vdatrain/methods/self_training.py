@@ -38,7 +38,7 @@ from vdatrain.warp import warp
 
 def _pair(spec, part: str) -> str:
     """The flow pair a video part (model.accel, adapt.video_disc) uses for the source or target batch."""
-    return spec.source_pair or spec.pair if part == "source" else spec.pair
+    return (spec.source_pair or spec.pair) if part == "source" else spec.pair
 
 
 class SelfTraining:
@@ -105,11 +105,11 @@ class SelfTraining:
         other, flow, valid = self.partner(tgt, "target", r.pair)
         with amp():
             logits_k = self.teacher.predict(other)  # single-frame, also for ACCEL (t+2k is not loaded)
-        size = flow.shape[-2:]
-        probs_t = F.softmax(F.interpolate(teacher_logits.float(), size=size, mode="bilinear", align_corners=False), 1)
-        probs_k = F.softmax(F.interpolate(logits_k.float(), size=size, mode="bilinear", align_corners=False), 1)
-        warped, ok = warp(probs_k, flow, valid, mode="nearest")
-        conf_t, label_t = probs_t.max(1)
+        def probs(logits: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) class probabilities at the crop
+            return F.softmax(F.interpolate(logits.float(), size=flow.shape[-2:], mode="bilinear", align_corners=False), 1)
+
+        warped, ok = warp(probs(logits_k), flow, valid, mode="nearest")
+        conf_t, label_t = probs(teacher_logits).max(1)
         conf_k, label_k = warped.max(1)
         out = refine(r.strategy, label_t, conf_t, label_k, conf_k, ok, r.invalid, tgt.get("label"))
         self.stats["refine_kept"] = (out != IGNORE).float().mean().detach()

@@ -1,6 +1,7 @@
 """The video parts of self-training: flow-refined pseudo-labels, consistent mixup, the refinement
 start, the video discriminator's place in the iteration."""
 
+import copy
 from contextlib import nullcontext
 
 import torch
@@ -126,3 +127,22 @@ def test_the_video_discriminator_trains_after_the_step_and_is_checkpointed():
     assert float(st.stats["loss_disc"]) > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, st.adversary.model.parameters()))
     assert set(st.state_dict()) == {"teacher", "discriminator"}
+
+
+def test_a_resumed_run_continues_with_the_same_discriminator_and_its_optimiser():
+    def trained():
+        torch.manual_seed(0)
+        st = SelfTraining(_recipe(video_disc=VideoDiscSpec()), Spy())
+        src = (torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64))
+        st._judged = (src, (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
+        st.after_step(Spy(), 0)
+        return st, src
+
+    first, src = trained()
+    resumed = SelfTraining(_recipe(video_disc=VideoDiscSpec()), Spy())
+    resumed.load_state_dict(copy.deepcopy(first.state_dict()))  # as through a checkpoint file
+    for st in (first, resumed):
+        st._judged = (src, (torch.ones(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
+        st.after_step(Spy(), 1)
+    for a, b in zip(first.adversary.model.parameters(), resumed.adversary.model.parameters()):
+        assert torch.equal(a, b)  # Adam's moments came back too
