@@ -160,7 +160,9 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
             if any(root.iterdir()):
                 raise StoreError(f"{root}: directory exists, is not empty, and is not a store")
             attrs = {**spec.layout_attrs(), "compressed": bool(spec.compress), "flows": {}, "provenance": []}
-            group = zarr.open_group(root, mode="w", zarr_format=3, attributes={L.ATTRS_KEY: attrs})
+            # "w-", not "w": zarr's "w" deletes and recreates the directory, which
+            # would swap the inode our lock is held on and let a waiting process in.
+            group = zarr.open_group(root, mode="w-", zarr_format=3, attributes={L.ATTRS_KEY: attrs})
 
         n, h, w = len(spec.sample_ids), spec.height, spec.width
         _ensure_array(group, L.FRAMES, shape=(n, len(spec.frame_offsets), h, w, 3), dtype="uint8", fill_value=0,

@@ -1,6 +1,7 @@
 """The writer: what lands on disk is plain zarr v3, complete samples are recorded, and re-runs are safe."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,6 +95,20 @@ def test_a_non_empty_directory_is_not_overwritten(tmp_path):
     (tmp_path / "x.zarr" / "notes.txt").write_text("mine")
     with pytest.raises(StoreError, match="not empty"):
         create_store(tmp_path / "x.zarr", spec_for(2, 8, 8))
+
+
+def test_creating_a_store_keeps_the_directory_other_processes_lock_on(tmp_path):
+    # Parallel workers serialise create_store with a lock on the store directory;
+    # if creating replaced that directory, a waiting worker would lock a new one
+    # and race the first (seen as "array exists" from a CI run).
+    root = tmp_path / "s.zarr"
+    root.mkdir()
+    fd = os.open(root, os.O_RDONLY)  # an open handle keeps the old inode from being reused
+    try:
+        create_store(root, spec_for(2, 8, 8))
+        assert os.path.samestat(os.fstat(fd), os.stat(root))
+    finally:
+        os.close(fd)
 
 
 def test_bad_samples_are_errors_naming_the_sample(tmp_path):
