@@ -161,6 +161,7 @@ def report_cmd(folders, out):
     domain shifts as columns, then PL-PredConsis-mIoU per frame distance.
 
     FOLDERS are evaluation folders written by `vdatrain eval --out`, or run folders holding eval/.
+    Runs of one label on one shift (seeds) are shown as mean ± std (n).
     """
     from vdatrain import report as rep
 

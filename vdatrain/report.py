@@ -53,18 +53,29 @@ def load(folder) -> Row:
 
 
 def tables(rows: list[Row]) -> tuple[list[str], list[str], dict]:
-    """-> (method labels in first-seen order, shifts in first-seen order, {(label, shift): Row})."""
+    """-> (method labels in first-seen order, shifts in first-seen order, {(label, shift): [mIoU, ...]}).
+
+    Several runs of one method on one shift (seeds) share a cell: the tables show their mean."""
     labels = list(dict.fromkeys(r.label for r in rows))
     shifts = list(dict.fromkeys(r.shift for r in rows))
-    return labels, shifts, {(r.label, r.shift): r for r in rows}
+    cell: dict = {}
+    for r in rows:
+        cell.setdefault((r.label, r.shift), []).append(r.miou)
+    return labels, shifts, cell
+
+
+def _cell_text(mious: list[float] | None) -> str:
+    if not mious:
+        return "–"
+    mean = f"{float(np.mean(mious)):.1f}"
+    return mean if len(mious) == 1 else f"{mean} ± {float(np.std(mious)):.1f} (n={len(mious)})"
 
 
 def markdown(rows: list[Row]) -> str:
     labels, shifts, cell = tables(rows)
     out = ["| method | " + " | ".join(shifts) + " |", "|---|" + "---:|" * len(shifts)]
     for label in labels:
-        out.append(f"| {label} | " + " | ".join(f"{cell[label, s].miou:.1f}" if (label, s) in cell else "–"
-                                              for s in shifts) + " |")
+        out.append(f"| {label} | " + " | ".join(_cell_text(cell.get((label, s))) for s in shifts) + " |")
     pairs = list(dict.fromkeys(p for r in rows for p in r.predconsis))
     if pairs:
         out += ["", "PL-PredConsis-mIoU (temporal consistency of predictions):", "",
@@ -88,7 +99,7 @@ def csv_text(rows: list[Row]) -> str:
 
 
 def bar_chart(rows: list[Row], path, height: int = 420) -> None:
-    """Grouped bars: one group per shift, one bar per method, mIoU 0-100 on the y axis."""
+    """Grouped bars: one group per shift, one bar per method (mean over its runs), mIoU 0-100 on the y axis."""
     import cv2
 
     labels, shifts, cell = tables(rows)
@@ -110,7 +121,8 @@ def bar_chart(rows: list[Row], path, height: int = 420) -> None:
         for m, label in enumerate(labels):
             if (label, shift) in cell:
                 colour = PALETTE[m % len(PALETTE)][::-1]  # BGR for OpenCV
-                cv2.rectangle(img, (x0 + m * bar, y_of(cell[label, shift].miou)), (x0 + (m + 1) * bar - 3, y_of(0)),
+                mean = float(np.mean(cell[label, shift]))
+                cv2.rectangle(img, (x0 + m * bar, y_of(mean)), (x0 + (m + 1) * bar - 3, y_of(0)),
                               colour, -1)
         cv2.putText(img, shift, (x0, height - bottom + 22), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.line(img, (left, y_of(0)), (left + group * len(shifts), y_of(0)), (0, 0, 0), 1)

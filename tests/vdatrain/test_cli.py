@@ -30,7 +30,7 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     import cv2
 
     runs = [("src", "Source", "viper -> cityscapes-seq", 20.0), ("ad", "HRDA", "viper -> cityscapes-seq", 27.5),
-            ("src-b", "Source", "viper -> bddvid", 14.0)]
+            ("src-b", "Source", "viper -> bddvid", 14.0), ("src-b2", "Source", "viper -> bddvid", 16.0)]
     for folder, label, shift, miou in runs:
         (tmp_path / folder / "eval").mkdir(parents=True)
         (tmp_path / folder / "eval" / "results.json").write_text(json.dumps({
@@ -41,7 +41,8 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "| method | viper -> cityscapes-seq | viper -> bddvid |"
-    assert lines[2] == "| Source | 20.0 | 14.0 |" and lines[3] == "| HRDA | 27.5 | – |"
+    # two seeds of one method on one shift: their mean and spread, not the last one read
+    assert lines[2] == "| Source | 20.0 | 15.0 ± 1.0 (n=2) |" and lines[3] == "| HRDA | 27.5 | – |"
     assert "| HRDA | viper -> cityscapes-seq | 77.5 |" in lines
     csv_lines = (tmp_path / "t" / "table.csv").read_text().splitlines()
     assert csv_lines[0] == "method,shift,miou,predconsis_miou/bwd_1,folder" and csv_lines[2].startswith("HRDA,viper -> cityscapes-seq,27.50,77.50,")
