@@ -329,8 +329,10 @@ def _dataset_list(ctx, param, value: str) -> tuple[str, ...]:
 @cli.command()
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Folder to write the replicas into (created; existing files are overwritten).")
-@click.option("--scale", type=click.Choice(["tiny", "demo"]), default="tiny", show_default=True,
-              help="tiny: a few seconds, for tests. demo: under a minute on 2 cores, big enough to train on.")
+@click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="tiny", show_default=True,
+              help="tiny: 1/16 resolution, a few seconds, for tests. demo: 1/8, under a minute on 2 cores, big enough "
+                   "to train on. full: the real resolutions (2048x1024, 1920x1080, 1280x760, 1280x720), a handful of "
+                   "samples each, about 5 minutes: for checking paper recipes at their geometry (vdatrain check).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same files.")
 @click.option("--datasets", default="viper,synthia-seq,cityscapes-seq,bdd", show_default=True, callback=_dataset_list,
               help="Comma-separated replicas to write.")
@@ -339,7 +341,7 @@ def synth(out, scale, seed, datasets, workers):
     """Write small replicas of the raw VIPER, Synthia-Seq, Cityscapes-Seq and BDD layouts.
 
     Real file names, folders, image formats and label encodings, at reduced
-    resolution, rendered from a procedural driving world; exact optical flow,
+    (tiny, demo) or the real (full) resolution, rendered from a procedural driving world; exact optical flow,
     occlusion masks and BDD's frame matches go to OUT/_truth/. See docs/synth.md.
     """
     from flowprep.synth.generate import generate

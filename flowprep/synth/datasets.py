@@ -34,10 +34,11 @@ PAIRS = {
     "bdd": [(0, -1), (-1, 0), (0, -2), (-2, 0), (0, -4), (-4, 0), (-2, -4), (-4, -2), (0, 2), (2, 0)],
 }
 
-# (H, W) per scale: native sizes divided by 16 (tiny) and 8 (demo), aspect ratios kept.
+# (H, W) per scale: native sizes divided by 16 (tiny) and 8 (demo), aspect ratios kept; full: native.
 RESOLUTIONS = {
     "tiny": {"cityscapes-seq": (64, 128), "viper": (72, 128), "synthia-seq": (38, 64), "bdd": (54, 96)},
     "demo": {"cityscapes-seq": (128, 256), "viper": (135, 240), "synthia-seq": (95, 160), "bdd": (90, 160)},
+    "full": {"cityscapes-seq": (1024, 2048), "viper": (1080, 1920), "synthia-seq": (760, 1280), "bdd": (720, 1280)},
 }
 
 # Frame rates: Cityscapes 17 Hz and BDD 30 fps are the real ones; VIPER and Synthia

@@ -1,7 +1,10 @@
 """`flowprep synth`: plan the jobs of each replica for a scale and seed, run them, write the summary.
 
-Scales: `tiny` (tests, seconds) and `demo` (training demo, under a minute on 2 cores).
-Everything is a function of (scale, seed): the same arguments give the same files.
+Scales: `tiny` (tests, seconds), `demo` (training demo, under a minute on 2 cores) and `full`
+(the real datasets' resolutions, a handful of samples each, for checking paper recipes at their
+true geometry: `vdatrain check`, `make paper-check`; about 5 minutes on 2 cores, most of it the two
+BDD100K videos of 330 frames at 1280x720). Everything is a function of (scale, seed): the same
+arguments give the same files.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from flowprep.synth.datasets import FPS, RESOLUTIONS, Job, _seed, run_job
 DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bdd")
 
 # Per scale: Cityscapes snippets (split, city, seq, t), VIPER sequences (split, seq, last frame),
-# Synthia frame count, BDD10k ids per split.
+# Synthia frame count, BDD10k ids per split; `span` (optional): render only the frames t+span[0] ..
+# t+span[1] around each labelled frame t of a Cityscapes snippet or VIPER sequence (the frames the
+# recipes and flow pairs read), instead of the whole snippet or sequence: at full resolution a
+# Cityscapes frame takes about 3.5 s to render.
 PLAN = {
     "tiny": {
         "cityscapes-seq": [("train", "aachen", 0, 19), ("train", "aachen", 1, 19),
@@ -36,6 +42,14 @@ PLAN = {
         "synthia-seq": 120,
         "bdd": {"train": ["ok", "ok", "ok", "ok", "no_video", "truncated", "corrupt"], "val": ["ok", "ok", "ok"]},
     },
+    "full": {
+        "cityscapes-seq": [("train", "aachen", 0, 19), ("train", "bochum", 1, 19), ("train", "bremen", 2, 19),
+                           ("val", "frankfurt", 0, 294), ("val", "lindau", 0, 19)],
+        "viper": [("train", 1, 22), ("train", 2, 12), ("val", 1, 12)],
+        "synthia-seq": 6,
+        "bdd": {"train": ["ok"], "val": ["ok"]},  # the broken cases are the smaller scales' job
+        "span": (-2, 1),
+    },
 }
 BDD_DELTAS = (0, 1, 0, -2, 3, 0, -1)  # the labelled image is usually video frame 307, not always
 
@@ -44,15 +58,20 @@ def plan_jobs(scale: str, seed: int, datasets) -> list[Job]:
     if scale not in PLAN:
         raise FlowprepError(f"unknown scale {scale!r} (choose {', '.join(PLAN)})")
     plan, jobs = PLAN[scale], []
+    span = plan.get("span")
+
+    def around(frames, labelled):  # the frames of `frames` that the plan's span keeps
+        return frames if span is None else [f for f in frames if any(t + span[0] <= f <= t + span[1] for t in labelled)]
+
     if "cityscapes-seq" in datasets:
         for split, city, num, t in plan["cityscapes-seq"]:
-            jobs.append(Job("cityscapes-seq", split, f"{city}_{num:06d}", list(range(t - 19, t + 11)), [t],
+            jobs.append(Job("cityscapes-seq", split, f"{city}_{num:06d}", around(list(range(t - 19, t + 11)), [t]), [t],
                             _seed(seed, "cs", split, city, num), {"city": city, "seq": num,
                                                                    "ids": {t: f"{city}_{num:06d}_{t:06d}"}}))
     if "viper" in datasets:
         for split, num, last in plan["viper"]:
             labelled = list(range(10, last - 1, 10))
-            jobs.append(Job("viper", split, f"{num:03d}", list(range(0, last + 1)), labelled,
+            jobs.append(Job("viper", split, f"{num:03d}", around(list(range(0, last + 1)), labelled), labelled,
                             _seed(seed, "viper", split, num), {"ids": {t: f"{num:03d}_{t:05d}" for t in labelled}}))
     if "synthia-seq" in datasets:
         n = plan["synthia-seq"]

@@ -103,3 +103,30 @@ def test_label_files_decode_to_train_ids(synth_tiny):
     viper = read_train_ids(load_manifest("viper"), synth_tiny / "train/cls/001/001_00020.png")
     assert set(np.unique(viper).tolist()) <= set(range(19)) | {255}
     assert not {3, 5, 12} & set(np.unique(viper).tolist())  # VIPER has no wall, pole, rider
+
+
+def test_full_scale_writes_the_real_resolutions_with_the_same_code(tmp_path):
+    """`--scale full`: one job per dataset (BDD's 330-frame video is `make paper-check`'s to write) at the
+    native sizes, with the paths, formats, dtypes and label encodings of the smaller scales."""
+    from flowprep.synth.datasets import run_job
+    from flowprep.synth.generate import plan_jobs
+
+    assert RESOLUTIONS["full"] == {"cityscapes-seq": (1024, 2048), "viper": (1080, 1920), "synthia-seq": (760, 1280),
+                                   "bdd": (720, 1280)}
+    jobs = plan_jobs("full", 0, ["cityscapes-seq", "viper", "synthia-seq", "bdd"])
+    bdd = [j for j in jobs if j.dataset == "bdd"]
+    assert [j.extra["status"] for j in bdd] == ["ok", "ok"] and all(abs(j.labelled[0] - 307) <= 3 for j in bdd)
+    assert all(j.frames == list(range(j.frames[-1] + 1)) for j in bdd)  # a whole video from frame 0
+    snippet = next(j for j in jobs if j.dataset == "cityscapes-seq" and j.split == "val")
+    assert snippet.frames == [292, 293, 294, 295]  # t-2 .. t+1 of the snippet around frame 294
+    for job in (snippet, next(j for j in jobs if j.dataset == "synthia-seq")):
+        run_job(job, tmp_path, "full")
+    ids = cv2.imread(str(tmp_path / "gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"),
+                     cv2.IMREAD_UNCHANGED)
+    assert ids.shape == (1024, 2048) and ids.dtype == np.uint8 and 1 in ids[-1]  # ego vehicle at the bottom
+    frame = tmp_path / "leftImg8bit_sequence/val/frankfurt/frankfurt_000000_000293_leftImg8bit.png"
+    assert _is_png(frame) and cv2.imread(str(frame)).shape == (1024, 2048, 3)
+    label = cv2.imread(str(tmp_path / load_manifest("synthia-seq").layout["label"].format(frame=3)), cv2.IMREAD_UNCHANGED)
+    assert label.shape == (760, 1280, 3) and label.dtype == np.uint16
+    truth = np.load(tmp_path / "_truth/cityscapes-seq/val/frankfurt_000000_000294.npz")
+    assert truth["flow_0_-1"].shape == (1024, 2048, 2) and "flow_0_1" in truth and "flow_0_3" not in truth
