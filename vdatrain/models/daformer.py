@@ -93,10 +93,12 @@ class DAFormerHead(nn.Module):
 
 
 class DAFormer(nn.Module):
-    def __init__(self, num_classes: int = 19, variant: str = "mit_b5", drop_path: float = 0.1):
+    def __init__(self, num_classes: int = 19, variant: str = "mit_b5", drop_path: float = 0.1, embed: int = 256,
+                 checkpointing: bool = False):
         super().__init__()
-        self.backbone = MixVisionTransformer(variant, drop_path)
-        self.head = DAFormerHead(self.backbone.out_channels, num_classes)
+        self.backbone = MixVisionTransformer(variant, drop_path, checkpointing)
+        self.embed = embed  # the head's channels (HRDA's attention head takes the same)
+        self.head = DAFormerHead(self.backbone.out_channels, num_classes, embed)
         self.output_stride = 4
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,9 +29,10 @@ class DLV2Head(nn.Module):
 
 
 class DeepLabV2(nn.Module):
-    def __init__(self, num_classes: int = 19, depth: int = 101, stem: str = "deep", dilations=(6, 12)):
+    def __init__(self, num_classes: int = 19, depth: int = 101, stem: str = "deep", dilations=(6, 12),
+                 width: int = 64, checkpointing: bool = False):
         super().__init__()
-        self.backbone = ResNet(depth, stem)
+        self.backbone = ResNet(depth, stem, width=width, checkpointing=checkpointing)
         self.head = DLV2Head(self.backbone.out_channels, num_classes, dilations)
         self.output_stride = 8
 

@@ -44,7 +44,7 @@ def attention_head_for(base: nn.Module, num_classes: int) -> nn.Module:
     if isinstance(base, DeepLabV2):
         return DLV2Head(base.backbone.out_channels, num_classes)
     if isinstance(base, DAFormer):
-        return DAFormerHead(base.backbone.out_channels, num_classes, fusion="conv1x1")
+        return DAFormerHead(base.backbone.out_channels, num_classes, base.embed, fusion="conv1x1")
     raise TypeError(f"HRDA has no attention head for {type(base).__name__}")
 
 

@@ -18,11 +18,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CONFIGS = {
-    "mit_b0": dict(dims=(32, 64, 160, 256), depths=(2, 2, 2, 2)),
-    "mit_b5": dict(dims=(64, 128, 320, 512), depths=(3, 6, 40, 3)),
-}
+from vdatrain.models.checkpointing import run_stage
+
 HEADS, SR_RATIOS, MLP_RATIO = (1, 2, 5, 8), (8, 4, 2, 1), 4
+CONFIGS = {
+    "mit_b0": dict(dims=(32, 64, 160, 256), depths=(2, 2, 2, 2), heads=HEADS),
+    "mit_b5": dict(dims=(64, 128, 320, 512), depths=(3, 6, 40, 3), heads=HEADS),
+    # One block per stage, a quarter of B0's widths: only for `vdatrain check --narrow`, which runs paper
+    # recipes at their full input geometry on a CPU (the same code paths, a fraction of the arithmetic).
+    "mit_narrow": dict(dims=(8, 16, 40, 64), depths=(1, 1, 1, 1), heads=(1, 1, 1, 1)),
+}
 
 
 class DropPath(nn.Module):
@@ -113,11 +118,12 @@ class Block(nn.Module):
 
 
 class MixVisionTransformer(nn.Module):
-    def __init__(self, variant: str = "mit_b5", drop_path: float = 0.1):
+    def __init__(self, variant: str = "mit_b5", drop_path: float = 0.1, checkpointing: bool = False):
         super().__init__()
         if variant not in CONFIGS:
             raise ValueError(f"MiT variant {variant!r}: choose {sorted(CONFIGS)}")
-        dims, depths = CONFIGS[variant]["dims"], CONFIGS[variant]["depths"]
+        dims, depths, heads = (CONFIGS[variant][k] for k in ("dims", "depths", "heads"))
+        self.checkpointing = checkpointing  # each stage activation-checkpointed in training
         self.out_channels = list(dims)
         rates = torch.linspace(0, drop_path, sum(depths)).tolist()
         start = 0
@@ -125,7 +131,7 @@ class MixVisionTransformer(nn.Module):
             setattr(self, f"patch_embed{i + 1}",
                     OverlapPatchEmbed(7 if i == 0 else 3, 4 if i == 0 else 2, 3 if i == 0 else dims[i - 1], dims[i]))
             setattr(self, f"block{i + 1}", nn.ModuleList(
-                Block(dims[i], HEADS[i], SR_RATIOS[i], rates[start + j]) for j in range(depths[i])))
+                Block(dims[i], heads[i], SR_RATIOS[i], rates[start + j]) for j in range(depths[i])))
             setattr(self, f"norm{i + 1}", nn.LayerNorm(dims[i], eps=1e-6))
             start += depths[i]
         self.apply(self._init)
@@ -140,13 +146,16 @@ class MixVisionTransformer(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
+    def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage i (1..4): (B, C, H, W) -> (B, d_i, ceil(H/s), ceil(W/s))."""
+        x, h, w = getattr(self, f"patch_embed{i}")(x)
+        for block in getattr(self, f"block{i}"):
+            x = block(x, h, w)
+        return getattr(self, f"norm{i}")(x).transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         outs = []
-        b = x.shape[0]
         for i in range(1, 5):
-            x, h, w = getattr(self, f"patch_embed{i}")(x)
-            for block in getattr(self, f"block{i}"):
-                x = block(x, h, w)
-            x = getattr(self, f"norm{i}")(x).transpose(1, 2).reshape(b, -1, h, w)
+            x = run_stage(partial(self.stage, i), self, x, enabled=self.checkpointing)
             outs.append(x)
         return outs

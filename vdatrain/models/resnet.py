@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from vdatrain.models.checkpointing import run_stage
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -64,30 +66,36 @@ class ResNet(nn.Module):
 
     stem: "deep" (v1c: three 3x3 convs 32/32/64, the first with stride 2) or "plain"
     (torchvision: one 7x7 conv, 64 channels, stride 2); both are followed by a 3x3
-    max-pool with stride 2.
+    max-pool with stride 2. `width`: channels of the first stage (64; every width
+    scales with it; 8 gives the narrow network of `vdatrain check --narrow`).
+    `checkpointing`: the four stages are activation-checkpointed in training
+    (`vdatrain.models.checkpointing`).
     """
 
-    def __init__(self, depth: int = 101, stem: str = "deep", strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4)):
+    def __init__(self, depth: int = 101, stem: str = "deep", strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),
+                 width: int = 64, checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = checkpointing
         if depth not in DEPTHS:
             raise ValueError(f"ResNet depth {depth} not supported (choose {sorted(DEPTHS)})")
         block, layers = DEPTHS[depth]
         self.stem_type = stem
         if stem == "deep":
+            half = width // 2
             self.stem = nn.Sequential(
-                nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-                nn.Conv2d(32, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+                nn.Conv2d(3, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                nn.Conv2d(half, half, 3, 1, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+                nn.Conv2d(half, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         elif stem == "plain":
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
             self.relu = nn.ReLU(inplace=True)
         else:
             raise ValueError(f"stem {stem!r}: choose 'deep' or 'plain'")
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        inplanes = 64
+        inplanes = width
         for i, (n, stride, dilation) in enumerate(zip(layers, strides, dilations)):
-            planes = 64 * 2 ** i
+            planes = width * 2 ** i
             downsample = None
             if stride != 1 or inplanes != planes * block.expansion:
                 downsample = nn.Sequential(nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
@@ -106,5 +114,6 @@ class ResNet(nn.Module):
         x = self.stem(x) if self.stem_type == "deep" else self.relu(self.bn1(self.conv1(x)))
         x = self.maxpool(x)
         for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
+            stage = getattr(self, f"layer{i}")
+            x = run_stage(stage, stage, x, enabled=self.checkpointing)
         return x
