@@ -2,7 +2,7 @@
 
 import torch
 
-from vdatrain.adapt.augment import blur_kernel, strong_augment
+from vdatrain.adapt.augment import blur_kernel, gaussian_blur, strong_augment
 from vdatrain.recipe import AugmentSpec
 
 
@@ -30,3 +30,12 @@ def test_jitter_is_applied_about_eighty_percent_of_the_time():
     x = _normalised(torch.rand(1, 3, 8, 8))
     changed = sum(bool((strong_augment(x, AugmentSpec(blur_p=0.0)) - x).abs().max() > 1e-4) for _ in range(300))
     assert 0.72 < changed / 300 < 0.88
+
+
+def test_separable_blur_equals_torchvisions_two_dimensional_kernel():
+    import torchvision.transforms.v2.functional as TF
+
+    x = torch.rand(2, 3, 70, 130)  # two frames of one image (consistent mixup)
+    for kernel, sigma in (((13, 7), 0.15), ((7, 7), 1.15), ((53, 53), 0.8)):
+        expected = TF.gaussian_blur(x, list(kernel), [sigma, sigma])
+        torch.testing.assert_close(gaussian_blur(x, kernel, sigma), expected, rtol=0, atol=2e-6)
