@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-data
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench clean-demo paper-check paper-data
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,30 @@ demo: $(STAMP)
 	$(VT) eval $(VIDEO) --set data_root=$(DEMO)/stores --set model.init=$(DEMO)/runs/demo/checkpoint.pt \
 	    --ckpt $(DEMO)/runs/$(VIDEO)/checkpoint.pt --out $(DEMO)/runs/$(VIDEO)/eval
 	$(VT) report $(DEMO)/runs/demo $(DEMO)/runs/demo-hrda-mic $(DEMO)/runs/$(VIDEO) --out $(DEMO)/report
+
+# Paper recipes at their real geometry, on the CPU: the full-resolution replicas (2048x1024 Cityscapes-Seq,
+# 1920x1080 VIPER, 1280x760 Synthia-Seq, 1280x720 BDD10k + BDD100K videos), ingested with the frames and
+# flows every shipped recipe reads, then `vdatrain check` of one recipe of every distinct combination of
+# parts per architecture (spread over the four shifts) with the narrow check networks: PAPER_CHECK selects
+# (default --families; e.g. PAPER_CHECK='dlv2-hrda-mom-*' or --families plus names). Each stage is skipped
+# when its output is complete, so a second run only checks. Table: $(FULL)/paper-check.md.
+FULL ?= paper-data
+PAPER_CHECK ?= --families
+paper-data: $(STAMP)
+	test -f $(FULL)/raw/_truth/synth.json || $(FP) synth --out $(FULL)/raw --scale full --seed 0 --workers 2
+	$(FP) ingest viper --root $(FULL)/raw --split train --out $(FULL)/stores/viper_train.zarr
+	$(FP) ingest synthia-seq --root $(FULL)/raw --split train --out $(FULL)/stores/synthia-seq_train.zarr
+	$(FP) ingest cityscapes-seq --root $(FULL)/raw --split train --offsets -2,-1,0,1 \
+	    --out $(FULL)/stores/cityscapes-seq_train.zarr
+	$(FP) ingest cityscapes-seq --root $(FULL)/raw --split val --out $(FULL)/stores/cityscapes-seq_val.zarr
+	for split in train val; do $(FP) build-bddvid --bdd10k $(FULL)/raw --bdd100k $(FULL)/raw/bdd100k/videos \
+	    --from-splits train,val --split $$split --out $(FULL)/stores/bddvid_$$split.zarr || exit 1; done
+	for s in viper_train synthia-seq_train cityscapes-seq_val bddvid_train bddvid_val; do \
+	    $(FP) flow $(FULL)/stores/$$s.zarr --model dis --workers 2 || exit 1; done
+	$(FP) flow $(FULL)/stores/cityscapes-seq_train.zarr --model dis --workers 2 --pairs bwd:1,bwd:1@-1,fwd:1
+paper-check: paper-data
+	$(VT) check $(PAPER_CHECK) --narrow --set data_root=$(FULL)/stores --table $(FULL)/paper-check.md \
+	    --json $(FULL)/paper-check.json
 
 bench: $(STAMP)
 	$(PY) bench/loader.py

@@ -152,6 +152,94 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     click.echo(markdown(result))
 
 
+@cli.command()
+@click.argument("recipes", nargs=-1)
+@click.option("--iters", default=2, show_default=True, type=click.IntRange(min=1),
+              help="Training iterations per check (from the second on, s/it is measured).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (every check).")
+@click.option("--narrow", is_flag=True,
+              help="Swap the model for the narrow network of its family (deeplabv2_check, daformer_check) and drop "
+                   "pretrained/init weights: checks a heavy recipe's geometry and code paths on a CPU.")
+@click.option("--families", is_flag=True,
+              help="Add one shipped paper recipe of every distinct combination of parts per architecture, spread "
+                   "over the four shifts (what `make paper-check` runs).")
+@click.option("--memory-modes", is_flag=True,
+              help="Check each recipe four times: fp32, fp32 + model.checkpointing, bf16, bf16 + checkpointing.")
+@click.option("--val-images", type=click.IntRange(min=1), default=None,
+              help="Val images for the full-schedule estimate (default: the eval store's; 500 for Cityscapes val).")
+@click.option("--run-dir", default=None, type=click.Path(file_okay=False, path_type=str),
+              help="Keep the run folder of a single check here (default: a scratch folder, removed).")
+@click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Also write the reports as JSON (a list, one object per check).")
+@click.option("--table", "table_out", default=None, type=click.Path(dir_okay=False, path_type=str),
+              help="Also write the Markdown table to this file.")
+def check(recipes, iters, overrides, narrow, families, memory_modes, val_images, run_dir, json_out, table_out):
+    """Run each RECIPE (file, shipped name, or glob over shipped names such as 'dlv2-hrda-*-viper-cs') for a few
+    iterations at its real geometry, through the real `fit` code path with every part active from the first
+    iteration, evaluate one full-size val image with its sliding windows (dual-frame for ACCEL), and print
+    shapes, s/it, peak memory, parameters and the estimated time of the full schedule.
+
+    Several checks run one per fresh process (each its own peak memory). Exit status: 0 when every step of
+    every check ran, 1 when a check failed in training or evaluation, 2 for a bad recipe, store or option.
+    Under torchrun (--nproc-per-node N) a single check trains on N processes.
+    """
+    import time
+    from pathlib import Path
+
+    from vdatrain import check as chk
+    from vdatrain.recipe import RecipeError, load_recipe
+
+    names = chk.select(list(recipes), families)
+    if not names:
+        raise click.UsageError("name at least one RECIPE (or --families)")
+    modes = chk.MEMORY_MODES if memory_modes else {"": []}
+    jobs = [(n, label, list(overrides) + extra) for n in names for label, extra in modes.items()]
+    if len(jobs) == 1:
+        name, _, sets = jobs[0]
+        result = chk.run_check(load_recipe(name, sets), iters, narrow, val_images, run_dir, progress=sys.stderr.isatty())
+        if result is None:  # not the main process under torchrun
+            return
+        reports = [result]
+    else:
+        if run_dir:
+            raise click.BadParameter("keeps the run folder of a single check only", param_hint="--run-dir")
+        reports = []
+        for k, (name, label, sets) in enumerate(jobs, 1):
+            load_recipe(name, sets)  # a bad recipe or --set is exit 2 before any check runs
+            click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} check {k}/{len(jobs)}: {name} {label}".rstrip(), err=True)
+            reports.append(_check_in_subprocess(name, sets, iters, narrow, val_images))
+    for rep in reports:
+        click.echo(chk.details(rep), nl=False)
+    text = chk.table(reports)
+    click.echo(text, nl=False)
+    if table_out:
+        Path(table_out).write_text(text)
+    if json_out:
+        Path(json_out).write_text(json.dumps(reports, indent=2))
+    failed = [rep for rep in reports if not rep["ok"]]
+    if failed:
+        click.echo(f"{len(failed)} of {len(reports)} checks failed: {', '.join(r['recipe'] for r in failed)}", err=True)
+        if len(reports) == 1 and failed[0]["step"] == "validate":
+            raise RecipeError(failed[0]["error"])
+        sys.exit(1)
+
+
+def _check_in_subprocess(name: str, sets: list[str], iters: int, narrow: bool, val_images) -> dict:
+    """One `vdatrain check` in a fresh process; its report, or a failed one with the process's last line."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vdatrain-check-") as tmp:
+        out = os.path.join(tmp, "report.json")
+        cmd = [sys.executable, "-m", "vdatrain", "check", name, "--iters", str(iters), "--json", out,
+               *(a for s in sets for a in ("--set", s)), *(["--narrow"] if narrow else []),
+               *(["--val-images", str(val_images)] if val_images else [])]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if os.path.exists(out):
+            return json.loads(open(out).read())[0]
+    tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode} (killed: out of memory?)"])[-1]
+    return {"recipe": name, "ok": False, "step": "process", "error": tail}
+
+
 @cli.command("report")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),

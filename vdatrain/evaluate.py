@@ -77,7 +77,7 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
              progress: bool = False, pictures: int = 0, picture_dir=None,
-             temporal: dict | None = None, skipped: list | None = None) -> np.ndarray:
+             temporal: dict | None = None, skipped: list | None = None, limit: int | None = None) -> np.ndarray:
     """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
     `pictures` samples go to `picture_dir`. With a `temporal` dict, also the temporal metrics: it is
     filled with {pair: TemporalMeter} for every pair of `temporal_pairs` (one more prediction per
@@ -86,7 +86,9 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
 
     A two-frame (ACCEL) model is evaluated on frame t and its partner frame (dual-frame); samples
     or temporal pairs it cannot predict (the store lacks the partner's frame or flow) are appended
-    to `skipped` as "<sample id>" or "<sample id>/<pair>" rather than silently dropped."""
+    to `skipped` as "<sample id>" or "<sample id>/<pair>" rather than silently dropped.
+
+    `limit`: only the first `limit` complete samples (`vdatrain check` evaluates one)."""
     reader = StoreReader(store)
     skipped = [] if skipped is None else skipped
     pairs = temporal_pairs(reader) if temporal is not None else []
@@ -96,7 +98,8 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     model.eval().to(device)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     at = partial(frame_prediction, model, reader, num_classes=num_classes, window=window, stride=stride, device=device)
-    for n, i in enumerate(tqdm(np.flatnonzero(reader.complete()), desc="eval", unit="image", disable=not progress)):
+    for n, i in enumerate(tqdm(np.flatnonzero(reader.complete())[:limit], desc="eval", unit="image",
+                               disable=not progress)):
         sample = reader.sample_ids[i]
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
         pred, label = at(i, 0, rgb=rgb), torch.from_numpy(np.array(reader.label(i, 0)))

@@ -63,6 +63,7 @@ class ModelSpec:
     init: Optional[str] = None  # whole-model weights to start from: a vdatrain or mmseg checkpoint
     hrda: Optional[HRDASpec] = None
     accel: Optional[ACCELSpec] = None
+    checkpointing: bool = False  # activation checkpointing of the backbone stages: less memory, same results
 
 
 @dataclass

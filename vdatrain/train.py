@@ -104,7 +104,8 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     torch.manual_seed(t.seed)  # the same initial weights in every process
-    model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda, recipe.model.accel)
+    model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda, recipe.model.accel,
+                        recipe.model.checkpointing)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
     if recipe.model.init:  # e.g. a source-only run; between HRDA and single-scale models the attention head
@@ -158,6 +159,9 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                    **{k: float(v) for k, v in method.stats.items()}, "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / (done - start),
                    "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
+            if not records:  # what reaches the model, once per call: this process's tensors
+                rec["shapes"] = {name: {k: list(v.shape) for k, v in b.items() if isinstance(v, torch.Tensor)}
+                                 for name, b in batch.items()}
             if d.main:
                 records.append(rec)
                 log.write(rec)

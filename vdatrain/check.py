@@ -1,0 +1,314 @@
+"""`vdatrain check`: run a recipe for a few iterations at its real geometry; report what a user needs
+before booking GPUs.
+
+One check, in order (the first step that fails ends it and names itself):
+1. validate: the recipe, its stores and weight files, as `vdatrain fit` does;
+2. train: N iterations through `vdatrain.train.fit` itself (the real data loader, methods, loop
+   and checkpoint) in a scratch run folder, with every part of the recipe active from the first
+   iteration: a part that normally starts later is started at once (today flow-refined pseudo-labels,
+   `adapt.refine.start_iter`), and the check lists every value it changed;
+3. evaluate: the checkpoint loaded as `vdatrain eval` loads it, then the first val image of the eval
+   store at full size with the recipe's sliding windows (dual-frame for ACCEL models, with the
+   temporal metrics of the store's flow pairs);
+4. report: input and crop shapes per stream, seconds per iteration (the first iteration, which
+   allocates, apart), peak memory (CUDA's maximum allocated on a GPU; on the CPU the process's
+   peak resident set, DataLoader workers not included), parameters, and the estimated wall time of
+   the recipe's full schedule (iterations x s/it + evaluations x val images x s/image).
+
+`narrow=True` swaps the model for the narrow network of its family (`deeplabv2_check`,
+`daformer_check`) and drops the pretrained and init weights, so a CPU can check the geometry and code
+paths of a ResNet-101 or MiT-B5 recipe in seconds (the timings then say nothing about the real model).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+import resource
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from vdatrain.recipe import Recipe, RecipeError, check_paths, shipped_recipes
+
+# Precision x activation checkpointing, for `vdatrain check --memory-modes`.
+MEMORY_MODES = {"fp32": [], "fp32+ckpt": ["model.checkpointing=true"], "bf16": ["train.precision=bf16"],
+                "bf16+ckpt": ["train.precision=bf16", "model.checkpointing=true"]}
+
+
+class PeakMemory:
+    """Peak memory in GiB over a `with` block: CUDA's maximum allocated on a GPU, else the process's
+    resident set sampled every 5 ms (Linux /proc; elsewhere the lifetime peak from getrusage)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.gib = device, 0.0
+        self._stop = threading.Event()
+        self._statm = Path("/proc/self/statm")
+
+    def _rss(self) -> int:
+        return int(self._statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self._peak = max(self._peak, self._rss())
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif self._statm.exists():
+            self._peak = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+        elif self._statm.exists():
+            self._stop.set()
+            self._thread.join()
+            self.gib = max(self._peak, self._rss()) / 2**30
+        else:
+            self.gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB (Linux) -> GiB
+        return False
+
+
+def check_recipe_for(recipe: Recipe, iters: int, narrow: bool = False) -> tuple[Recipe, list[str]]:
+    """The recipe the check trains, and the values it changed ("key: old -> new")."""
+    from vdatrain.models import NARROW
+
+    r = copy.deepcopy(recipe)
+    changes = [f"train.iters: {r.train.iters} -> {iters}"]
+    r.train.iters = iters
+    r.train.eval_every, r.train.log_every, r.train.checkpoint_every = 0, 1, iters  # the check evaluates after
+    if r.adapt and r.adapt.refine and r.adapt.refine.start_iter > 0:
+        changes.append(f"adapt.refine.start_iter: {r.adapt.refine.start_iter} -> 0 (refinement from iteration 0)")
+        r.adapt.refine.start_iter = 0
+    if narrow:
+        family = r.model.name.split("_")[0]
+        if family not in NARROW:
+            raise RecipeError(f"model.name: {r.model.name!r} has no narrow check model (families: {', '.join(NARROW)})")
+        changes.append(f"model.name: {r.model.name} -> {NARROW[family]} (narrow check network)")
+        r.model.name = NARROW[family]
+        for key in ("pretrained", "init"):
+            if getattr(r.model, key):
+                changes.append(f"model.{key}: {getattr(r.model, key)} -> none (random initialisation)")
+                setattr(r.model, key, None)
+    return r, changes
+
+
+def _iteration_seconds(records: list[dict]) -> list[float]:
+    """Per-iteration durations from records logged every iteration (each holds the running mean)."""
+    totals = [rec["seconds_per_it"] * n for n, rec in enumerate(records, 1)]
+    return [b - a for a, b in zip([0.0, *totals], totals)]
+
+
+def _stream(recipe: Recipe, part: str, shapes: dict) -> dict:
+    from flowprep.store import StoreReader
+
+    data = getattr(recipe, part)
+    reader = StoreReader(data.store)
+    h, w = reader.resolution
+    return {"store": Path(data.store).name, "dataset": reader.attrs.get("dataset"), "frame": [h, w],
+            "scale": data.scale, "resized": [round(h * data.scale), round(w * data.scale)], "crop": list(data.crop),
+            "offsets": list(data.offsets), "flows": list(data.flows), "batch": shapes.get(part, {})}
+
+
+def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: int | None = None,
+              run_dir=None, progress: bool = False) -> dict | None:
+    """Check one recipe (steps in the module docstring). Returns the report (`ok`, and on failure `step` and
+    `error`); None in processes other than the main one under torchrun."""
+    from vdatrain.evaluate import evaluate
+    from vdatrain.models import build_model
+    from vdatrain.models.checkpoints import load_checkpoint_weights
+    from vdatrain.train import CHECKPOINT, fit
+
+    out = {"recipe": recipe.name, "iters": iters, "narrow": narrow, "ok": False, "step": "validate"}
+    scratch = run_dir is None
+    run_dir = Path(tempfile.mkdtemp(prefix="vdatrain-check-") if scratch else run_dir)
+    main = int(os.environ.get("RANK", "0")) == 0
+    try:
+        r, out["changes"] = check_recipe_for(recipe, iters, narrow)
+        check_paths(r)
+        out |= {"model": r.model.name, "precision": r.train.precision, "checkpointing": r.model.checkpointing,
+                "workers": r.train.workers, "batch_size": r.train.batch_size, "processes": int(os.environ.get("WORLD_SIZE", "1"))}
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+        out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+        out["step"] = "train"
+        with PeakMemory(device) as mem:
+            records = fit(r, run_dir, progress=progress)
+        if not main:
+            return None
+        out["step"] = "report"
+        seconds = _iteration_seconds(records)
+        shapes = records[0].get("shapes", {}) if records else {}
+        out |= {"first_it_s": seconds[0], "s_per_it": sum(seconds[1:]) / (len(seconds) - 1) if len(seconds) > 1
+                else seconds[0], "train_peak_gib": mem.gib, "loss": records[-1]["loss"],
+                "streams": {part: _stream(r, part, shapes) for part in ("source", "target") if getattr(r, part)}}
+        if r.model.hrda:
+            crop = r.source.crop
+            out["hrda"] = {"context": [round(crop[0] * r.model.hrda.context_scale), round(crop[1] * r.model.hrda.context_scale)],
+                           "detail": list(r.model.hrda.detail_crop), "detail_stride": list(r.model.hrda.detail_stride)}
+
+        out["step"] = "evaluate"
+        model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel)
+        out["parameters"] = sum(p.numel() for p in model.parameters())
+        load_checkpoint_weights(model, run_dir / CHECKPOINT)
+        temporal, skipped = {}, []
+        with PeakMemory(device) as mem:
+            tic = time.perf_counter()
+            conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes, device,
+                            temporal=temporal, skipped=skipped, limit=1)
+            eval_s = time.perf_counter() - tic
+        if skipped:
+            raise RecipeError(f"eval.store: {r.eval.store}: the model could not predict {', '.join(skipped)} "
+                              f"(a partner frame or flow is missing)")
+        if conf.sum() == 0:
+            raise RecipeError(f"eval.store: {r.eval.store}: the first val image has no labelled pixel")
+        from flowprep.store import StoreReader
+
+        reader = StoreReader(r.eval.store)
+        n_val = val_images if val_images is not None else int(reader.complete().sum())
+        out["eval"] = {"store": Path(r.eval.store).name, "image": list(reader.resolution), "window": list(r.eval.window),
+                       "stride": list(r.eval.stride), "dual_frame": r.model.accel is not None,
+                       "temporal_pairs": sorted(temporal), "seconds": eval_s, "peak_gib": mem.gib}
+        t = recipe.train
+        evals = (t.iters // t.eval_every if t.eval_every else 0) + 1  # during training, and the final `vdatrain eval`
+        out["full_schedule"] = {"iters": t.iters, "evals": evals, "val_images": n_val,
+                                "hours": (t.iters * out["s_per_it"] + evals * n_val * eval_s) / 3600}
+        out["ok"], out["step"] = True, "done"
+    except Exception as e:  # noqa: BLE001 - a check reports the step that failed and its error, never a traceback
+        out["error"] = str(e) if isinstance(e, RecipeError) else f"{type(e).__name__}: {e}"
+        frame = traceback.extract_tb(e.__traceback__)[-1]
+        out["where"] = f"{frame.filename}:{frame.lineno}"
+    finally:
+        if scratch and main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+# Selection of shipped recipes ------------------------------------------------------------------------------
+
+TARGET_STORES = ("cityscapes-seq", "bddvid")  # a supervised run on one of these is a target oracle
+
+
+def parts_of(recipe: Recipe) -> tuple[str, ...]:
+    """The recipe's combination of parts: what `select(families=True)` picks one recipe of."""
+    m, a = recipe.model, recipe.adapt
+    oracle = a is None and Path(recipe.source.store).name.startswith(TARGET_STORES)
+    parts = ["oracle" if oracle else "source"] + (["hrda"] if m.hrda else []) + ([f"accel:{m.accel.pair}"] if m.accel else [])
+    if a:
+        parts += [f"mix:{a.mix}"] + [p for p in ("rcs", "fd", "mic") if getattr(a, p)]
+        parts += ["consistent_mix"] if a.consistent_mix else []
+        parts += [f"refine:{a.refine.strategy}:{a.refine.pair.split('_')[0]}"] if a.refine else []
+        parts += ["video_disc"] if a.video_disc else []
+    return tuple(parts)
+
+
+def shift_of(recipe: Recipe) -> str:
+    """'<source store> -> <eval store>' (names without .zarr): the geometry of a shift."""
+    def name(store):
+        return Path(store).name.removesuffix(".zarr")
+
+    return f"{name(recipe.source.store)} -> {name(recipe.eval.store)}"
+
+
+def select(patterns: list[str], families: bool = False) -> list[str]:
+    """Recipe names and files from `patterns` (names, files, or globs over the shipped names), plus with
+    `families` one shipped paper recipe (not a demo) of every distinct (architecture, parts) combination,
+    each taking the shift geometry used least so far, then one more for each (architecture, shift geometry)
+    still missing, so that every geometry is checked with every architecture."""
+    from vdatrain.recipe import load_recipe
+
+    shipped = list(shipped_recipes())
+    names: list[str] = []
+    for p in patterns:
+        hits = fnmatch.filter(shipped, p) if any(c in p for c in "*?[") else [p]
+        if not hits:
+            raise RecipeError(f"{p}: no shipped recipe matches (see `vdatrain recipes`)")
+        names += [h for h in hits if h not in names]
+    if families:
+        groups: dict[tuple, list[Recipe]] = {}
+        for n in shipped:
+            if n.startswith("demo"):
+                continue
+            r = load_recipe(n)
+            groups.setdefault((r.model.name, parts_of(r)), []).append(r)
+        used: dict[tuple[str, str], int] = {}
+        for (arch, _), recipes in sorted(groups.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
+            pick = min(recipes, key=lambda r: (used.get((arch, shift_of(r)), 0), r.name))
+            used[(arch, shift_of(pick))] = used.get((arch, shift_of(pick)), 0) + 1
+            if pick.name not in names:
+                names.append(pick.name)
+        for (arch, _), recipes in sorted(groups.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1])):
+            for r in recipes:  # a geometry no family took yet (the oracles' second target, say)
+                if (arch, shift_of(r)) not in used:
+                    used[(arch, shift_of(r))] = 1
+                    names.append(r.name)
+    return names
+
+
+# Report -----------------------------------------------------------------------------------------------------
+
+def _hw(hw) -> str:
+    return f"{hw[1]}x{hw[0]}"
+
+
+def _gb(x) -> str:
+    return f"{x:.2f}"
+
+
+def table(reports: list[dict]) -> str:
+    """One Markdown row per check."""
+    lines = ["| recipe | model | source: frame -> resized -> crop | target: frame -> crop | HRDA context / detail | "
+             "eval: image, window (dual) | params (M) | s/it (first) | train peak GiB | eval s/image | eval peak GiB | "
+             "full schedule (h) | result |",
+             "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for c in reports:
+        if not c.get("ok"):
+            lines.append(f"| {c['recipe']} | {c.get('model', '')} | | | | | | | | | | | FAILED at {c.get('step')}: "
+                         f"{c.get('error', '').splitlines()[0] if c.get('error') else ''} |")
+            continue
+        s = c["streams"]["source"]
+        src = f"{_hw(s['frame'])} -> {_hw(s['resized'])} -> {_hw(s['crop'])} x{len(s['offsets'])}f"
+        tgt = c["streams"].get("target")
+        tgt = f"{_hw(tgt['frame'])} -> {_hw(tgt['crop'])} x{len(tgt['offsets'])}f" if tgt else "-"
+        hrda = f"{_hw(c['hrda']['context'])} / {_hw(c['hrda']['detail'])}" if c.get("hrda") else "-"
+        e = c["eval"]
+        ev = f"{_hw(e['image'])}, {_hw(e['window'])}/{_hw(e['stride'])}" + (" dual" if e["dual_frame"] else "")
+        lines.append(f"| {c['recipe']} | {c['model']}{' ckpt' if c['checkpointing'] else ''}"
+                     f"{' bf16' if c['precision'] == 'bf16' else ''} | {src} | {tgt} | {hrda} | {ev} | "
+                     f"{c['parameters'] / 1e6:.2f} | {c['s_per_it']:.2f} ({c['first_it_s']:.2f}) | "
+                     f"{_gb(c['train_peak_gib'])} | {e['seconds']:.2f} | {_gb(e['peak_gib'])} | "
+                     f"{c['full_schedule']['hours']:.1f} | ok |")
+    return "\n".join(lines) + "\n"
+
+
+def details(report: dict) -> str:
+    """What a single check changed and saw, as lines under the table."""
+    lines = [f"{report['recipe']}:"]
+    lines += [f"  changed {c}" for c in report.get("changes", [])]
+    for part, s in report.get("streams", {}).items():
+        shapes = ", ".join(f"{k} {'x'.join(map(str, v))}" for k, v in s["batch"].items())
+        lines.append(f"  {part} ({s['dataset']}, {s['store']}): {shapes}")
+    if report.get("ok"):
+        e, f = report["eval"], report["full_schedule"]
+        lines.append(f"  eval ({e['store']}): one {_hw(e['image'])} image in {e['seconds']:.2f} s"
+                     + (f", temporal pairs {', '.join(e['temporal_pairs'])}" if e["temporal_pairs"] else ""))
+        lines.append(f"  full schedule: {f['iters']} iterations x {report['s_per_it']:.2f} s + {f['evals']} evaluations x "
+                     f"{f['val_images']} images x {e['seconds']:.2f} s = {f['hours']:.1f} h on {report['device']}"
+                     f" ({report['processes']} process(es))")
+    else:
+        lines.append(f"  FAILED at {report.get('step')}: {report.get('error')} ({report.get('where', '')})")
+    return "\n".join(lines) + "\n"
+
