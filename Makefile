@@ -59,7 +59,8 @@ demo: $(STAMP)
 # Paper recipes at their real geometry, on the CPU: the full-resolution replicas (2048x1024 Cityscapes-Seq,
 # 1920x1080 VIPER, 1280x760 Synthia-Seq, 1280x720 BDD10k + BDD100K videos), ingested with the frames and
 # flows every shipped recipe reads, then `vdatrain check` of one recipe of every distinct combination of
-# parts per architecture (spread over the four shifts) with the narrow check networks: PAPER_CHECK selects
+# parts per architecture (spread over the four shifts) with the narrow check networks, one training iteration
+# each (every part is active from the first; `vdatrain check` says what it changed): PAPER_CHECK selects
 # (default --families; e.g. PAPER_CHECK='dlv2-hrda-mom-*' or --families plus names). Each stage is skipped
 # when its output is complete, so a second run only checks. Table: $(FULL)/paper-check.md.
 FULL ?= paper-data
@@ -77,7 +78,7 @@ paper-data: $(STAMP)
 	    $(FP) flow $(FULL)/stores/$$s.zarr --model dis --workers 2 || exit 1; done
 	$(FP) flow $(FULL)/stores/cityscapes-seq_train.zarr --model dis --workers 2 --pairs bwd:1,bwd:1@-1,fwd:1
 paper-check: paper-data
-	$(VT) check $(PAPER_CHECK) --narrow --set data_root=$(FULL)/stores --table $(FULL)/paper-check.md \
+	$(VT) check $(PAPER_CHECK) --narrow --iters 1 --set data_root=$(FULL)/stores --table $(FULL)/paper-check.md \
 	    --json $(FULL)/paper-check.json
 
 bench: $(STAMP)
