@@ -1,11 +1,17 @@
 """AdamW with the paper's parameter groups, and its learning-rate schedule.
 
 Groups: backbone parameters at `lr` with weight decay; head parameters (every
-module outside `model.backbone`) at `lr * head_lr_mult`; normalisation weights
-and biases (LayerNorm and BatchNorm) without weight decay, as DAFormer does for
-MiT. Schedule, as mmseg's (which DAFormer/HRDA use): linear decay to 0 over the
-whole run, lr = base (1 - it / total), multiplied during the first `warmup_iters`
-by a linear warm-up factor rising from `warmup_ratio` (1e-6) to 1; per group.
+module outside `model.backbone`, except those given as `base_lr` modules) at
+`lr * head_lr_mult`; normalisation parameters without weight decay, chosen by
+`norm_weight_decay`:
+- "by_name" (the reference: mmcv's custom keys match parameter NAMES): parameters
+  whose name contains "norm" or "pos_block" (MiT's LayerNorms) get weight decay 0;
+  every other normalisation layer (ResNet-101's BatchNorms, the stem's, the
+  DAFormer head's) keeps it;
+- "zero": the weights and biases of every LayerNorm and BatchNorm get 0.
+Schedule, as mmseg's (which DAFormer/HRDA use): linear decay to 0 over the whole
+run, lr = base (1 - it / total), multiplied during the first `warmup_iters` by a
+linear warm-up factor rising from `warmup_ratio` (1e-6) to 1; per group.
 """
 
 from __future__ import annotations
@@ -14,21 +20,33 @@ import torch
 import torch.nn as nn
 
 NORMS = (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)
+NORM_WEIGHT_DECAY = ("by_name", "zero")
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float) -> list[dict]:
-    """Four groups: (backbone | head) x (decayed | norm, no decay). Empty groups are dropped."""
-    norm_params = {id(p) for m in model.modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False)}
-    backbone = {id(p) for p in model.backbone.parameters()}
+def _no_decay(model: nn.Module, rule: str) -> set[int]:
+    if rule == "by_name":
+        return {id(p) for name, p in model.named_parameters() if "norm" in name or "pos_block" in name}
+    if rule == "zero":
+        return {id(p) for m in model.modules() if isinstance(m, NORMS) for p in m.parameters(recurse=False)}
+    raise ValueError(f"norm_weight_decay {rule!r}: choose from {', '.join(NORM_WEIGHT_DECAY)}")
+
+
+def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float,
+                 norm_weight_decay: str = "by_name", base_lr: tuple[nn.Module, ...] = ()) -> list[dict]:
+    """Up to four groups: (backbone lr | head lr) x (decayed | no decay), named "backbone", "backbone-norm",
+    "head", "head-norm"; `base_lr` modules (the ACCEL fusion in the reference) join the backbone's rate.
+    Empty groups are dropped."""
+    no_decay = _no_decay(model, norm_weight_decay)
+    base = {id(p) for m in (model.backbone, *base_lr) for p in m.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            groups.setdefault((id(p) in backbone, id(p) in norm_params), []).append(p)
+            groups.setdefault((id(p) in base, id(p) in no_decay), []).append(p)
     out = []
-    for (in_backbone, is_norm), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
-        out.append({"params": params, "lr": lr if in_backbone else lr * head_lr_mult,
+    for (at_base, is_norm), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
+        out.append({"params": params, "lr": lr if at_base else lr * head_lr_mult,
                     "weight_decay": 0.0 if is_norm else weight_decay,
-                    "name": f"{'backbone' if in_backbone else 'head'}{'-norm' if is_norm else ''}"})
+                    "name": f"{'backbone' if at_base else 'head'}{'-norm' if is_norm else ''}"})
     return out
 
 
@@ -40,8 +58,9 @@ def lr_at(it: int, base: float, total_iters: int, warmup_iters: int, warmup_rati
     return lr
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float, betas) -> torch.optim.AdamW:
-    groups = param_groups(model, lr, weight_decay, head_lr_mult)
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float, betas,
+                    norm_weight_decay: str = "by_name", base_lr: tuple[nn.Module, ...] = ()) -> torch.optim.AdamW:
+    groups = param_groups(model, lr, weight_decay, head_lr_mult, norm_weight_decay, base_lr)
     for g in groups:
         g["base_lr"] = g["lr"]
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)

@@ -53,6 +53,7 @@ class ACCELSpec:
     Source, target and eval stores need the pair's flow and frame (source/target `offsets`, `flows`)."""
     pair: str = "bwd_1"  # target and eval flow from frame t to the other frame (bwd_1: t -> t-1; BDDVid: bwd_2)
     source_pair: Optional[str] = None  # the source's, when its frame distance differs (VIPER -> BDDVid: bwd_1)
+    fusion_lr: Literal["backbone", "head"] = "backbone"  # the fusion conv's rate (reference: not under "head")
 
 
 @dataclass
@@ -68,7 +69,7 @@ class ModelSpec:
 
 @dataclass
 class AugmentSpec:
-    """DACS strong augmentation of mixed images (per image)."""
+    """DACS strong augmentation of mixed and MIC images (`vdatrain/adapt/augment.py`); defaults: the reference's."""
     jitter_p: float = 0.8  # colour jitter applied with this probability
     brightness: float = 0.2  # additive, on 0..1 intensities
     contrast: float = 0.2
@@ -76,6 +77,11 @@ class AugmentSpec:
     hue: float = 0.2
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.15, 1.15)
+    # kornia05: the reference's kornia 0.5 ops (contrast multiplies, saturation scales HSV's S);
+    # torchvision: blend-based contrast and saturation (PIL's definitions)
+    jitter: Literal["kornia05", "torchvision"] = "kornia05"
+    blur_kernel: Literal["round_down", "round_up"] = "round_down"  # an even ceil(0.1 side) made odd: -1 or +1
+    coins: Literal["batch", "image"] = "batch"  # the jitter and blur coins: once per batch (reference) or per image
 
 
 @dataclass
@@ -105,10 +111,13 @@ class MICSpec:
 
 @dataclass
 class RefineSpec:
-    """Pseudo-label refinement with optical flow (`vdatrain/adapt/refine.py`); the reference's values."""
-    strategy: Literal["consistency", "max_confidence", "warp_frame", "oracle"] = "consistency"
+    """Pseudo-label refinement with optical flow (`vdatrain/adapt/refine.py`); the reference's values.
+    oracle_warped: the reference code's oracle (Tables 5-8); oracle: the paper's text."""
+    strategy: Literal["consistency", "max_confidence", "warp_frame", "oracle_warped", "oracle"] = "consistency"
     pair: str = "bwd_1"  # target flow from t to the other frame: bwd_k (past) or fwd_k (future)
-    invalid: Literal["frame_t", "ignore"] = "frame_t"  # pixels without a valid warp
+    # pixels without a valid warp: frame t's in the bottom and side strips (reference), everywhere, or nowhere
+    invalid: Literal["reference_strips", "frame_t", "ignore"] = "reference_strips"
+    weight: Literal["warped", "frame_t"] = "warped"  # a warped label's weight: t+k's warped (reference) or t's
     start_iter: int = 1500  # the mixed (ClassMix) target loss is off before this iteration (MIC is not)
 
 
@@ -117,7 +126,9 @@ class VideoDiscSpec:
     """DA-VSN video discriminator (`vdatrain/adapt/video_discriminator.py`) on predictions of t and t+k."""
     pair: str = "bwd_1"  # the target's other frame (its offset must be in target.offsets)
     source_pair: Optional[str] = None  # the source's, when its frame distance differs
-    weight: float = 0.1  # adversarial weight of the segmentation network's loss (the paper's lambda)
+    weight: float = 1.0e-4  # adversarial weight of the network's loss: the reference code's (the paper's text: 0.1)
+    softmax: Literal["joint", "per_frame"] = "joint"  # one softmax over both frames' 2C logits (reference) or each
+    scale: float = 0.5  # the frames' logits resized to this x the crop before the discriminator (reference 0.5)
     lr: float = 1.0e-4  # the discriminator's own Adam
     betas: tuple[float, float] = (0.9, 0.99)
     power: float = 0.9  # poly schedule lr (1 - it / iters) ** power
@@ -144,6 +155,8 @@ class OptimSpec:
     head_lr_mult: float = 10.0
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
+    # no weight decay for: names holding "norm" (reference: MiT's LayerNorms; BatchNorms keep it), or every norm
+    norm_weight_decay: Literal["by_name", "zero"] = "by_name"
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6  # mmseg's: the warm-up starts at this fraction of each group's rate
     grad_clip: Optional[float] = None

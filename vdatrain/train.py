@@ -116,14 +116,15 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
     method = build_method(recipe, model)
-    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas)
+    at_base_lr = (model.fusion,) if recipe.model.accel and recipe.model.accel.fusion_lr == "backbone" else ()
+    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay, at_base_lr)
     start = 0
     if (run_dir / CHECKPOINT).exists():
         start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method)
     rcs = recipe.adapt.rcs if recipe.adapt else None
     source = samples(recipe.source, t.seed, rcs=rcs)
     refine = recipe.adapt.refine if recipe.adapt else None
-    oracle = refine is not None and refine.strategy == "oracle"  # the only use of target labels in training
+    oracle = refine is not None and refine.strategy.startswith("oracle")  # the only use of target labels in training
     target = samples(recipe.target, t.seed, labels=oracle) if recipe.target else None
     chooser = RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, t.seed) if rcs else None
     batches = IterationBatches(source, t.batch_size, t.seed, d, target=target, choose_source=chooser)

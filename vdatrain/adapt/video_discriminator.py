@@ -1,17 +1,23 @@
 """DA-VSN's video discriminator: source or target, judged from the predictions of two frames.
 
-Input: the softmax of frame t's logits and the softmax of frame t+k's, stacked (B, 2C, h, w)
-(each frame normalised on its own, as DA-VSN does). Network: AdaptSegNet's, five 4x4
-stride-2 convolutions 64-128-256-512-1 with LeakyReLU 0.2 between them -> (B, 1, h/32, w/32).
-Least-squares GAN: the discriminator learns D(source) -> 1, D(target) -> 0,
+Input, by `softmax` (recipe `adapt.video_disc`; the defaults are the reference code's):
+- "joint" (the reference, and the paper's text): the logits of frames t and t+k,
+  resized to `scale` x the crop (0.5 in the reference), concatenated (B, 2C, h, w)
+  and passed through ONE softmax over all 2C channels;
+- "per_frame" (DA-VSN's own): each frame's softmax on its own, then stacked.
+Network: AdaptSegNet's, five 4x4 stride-2 convolutions 64-128-256-512-1 with LeakyReLU
+0.2 between them -> (B, 1, h/32, w/32). Least-squares GAN: the discriminator learns
+D(source) -> 1, D(target) -> 0,
 
     L_D = 1/2 [mean (D(p_s) - 1)^2 + mean D(p_t)^2]     (its own Adam and poly schedule)
 
 and the segmentation network is pushed to make target predictions look like source ones,
 
-    L_adv = weight * mean (D(p_t) - 1)^2                 (the paper's weight 0.1).
+    L_adv = weight * mean (D(p_t) - 1)^2
 
-The discriminator's step runs after the segmentation network's, on detached predictions.
+with weight 1e-4 in the reference code (lambda_adv_target 0.001 x adv_scale 0.1); the
+paper's text says 0.1 (the `*-paper-text` recipes). The discriminator's step runs
+after the segmentation network's, on detached predictions.
 """
 
 from __future__ import annotations
@@ -22,18 +28,26 @@ import torch.nn.functional as F
 
 
 class VideoDiscriminator(nn.Module):
-    def __init__(self, in_channels: int, width: int = 64):
+    def __init__(self, in_channels: int, width: int = 64, softmax: str = "joint"):
         super().__init__()
+        if softmax not in ("joint", "per_frame"):
+            raise ValueError(f"softmax {softmax!r}: choose joint or per_frame")
+        self.softmax = softmax
         chans = [in_channels, width, width * 2, width * 4, width * 8]
         layers = []
         for a, b in zip(chans, chans[1:]):
             layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(*layers, nn.Conv2d(chans[-1], 1, 4, stride=2, padding=1))
 
+    def inputs(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
+        """Two (B, C, h, w) logits -> (B, 2C, h, w) probabilities, as `softmax` says."""
+        if self.softmax == "joint":
+            return F.softmax(torch.cat([logits_t.float(), logits_k.float()], dim=1), dim=1)
+        return torch.cat([F.softmax(logits_t.float(), dim=1), F.softmax(logits_k.float(), dim=1)], dim=1)
+
     def forward(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
         """Two (B, C, h, w) logits -> (B, 1, h/32, w/32) scores (1 = source)."""
-        x = torch.cat([F.softmax(logits_t.float(), dim=1), F.softmax(logits_k.float(), dim=1)], dim=1)
-        return self.net(x)
+        return self.net(self.inputs(logits_t, logits_k))
 
 
 def discriminator_loss(d_source: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
@@ -51,8 +65,12 @@ class VideoAdversary:
 
     def __init__(self, num_classes: int, spec, iters: int, device):
         self.spec, self.iters = spec, iters
-        self.model = VideoDiscriminator(2 * num_classes).to(device)
+        self.model = VideoDiscriminator(2 * num_classes, softmax=spec.softmax).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+
+    def input_size(self, crop: tuple[int, int]) -> tuple[int, int]:
+        """(h, w) the frames' logits are resized to before the discriminator: `scale` x the crop."""
+        return round(crop[0] * self.spec.scale), round(crop[1] * self.spec.scale)
 
     def generator_loss(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
         """The segmentation network's weighted adversarial loss for target logits; the discriminator's

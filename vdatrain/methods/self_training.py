@@ -4,12 +4,12 @@ One iteration (batch B source + B target crops):
 1. source:  L_src = CE(student(x_s), y_s)  [+ FD on the source features, same forward]
 2. pseudo-labels from the EMA teacher's full prediction on the un-augmented target
    (HRDA: context + sliding detail), with ONE confidence weight per batch x margin mask;
-   [refine: the teacher's prediction of frame t+k, warped to t through the target flow,
-   refines the pseudo-label of t (consistency, max confidence, warp frame, oracle)]
+   [refine: the teacher's prediction of frame t+k and its weight, warped to t through the target
+   flow, refine the pseudo-label of t and its weight (consistency, max confidence, warp frame, oracles)]
 3. mix:     ClassMix source into target, strong augmentation, L_mix = CE(student(x_mix), y_mix, w_mix)
-   [refine: the refined label is mixed, and the term is off before refine.start_iter]
+   [refine: the refined label and weight are mixed, and the term is off before refine.start_iter]
 4. MIC:     L_mask = CE(student(mask * aug(x_t)), pseudo-label, weight)
-5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source)]
+5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source), logits at scale x crop]
 then (after the optimiser step) the video discriminator's own step and the teacher's EMA
 update. Under HRDA every student loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1,
 and the feature distance uses the context branch. A two-frame (ACCEL) student sees frame
@@ -82,8 +82,8 @@ class SelfTraining:
         self.stats = {"pseudo_weight": pw.max().detach()}
 
         if a.refine is None or it >= a.refine.start_iter:
-            y_t = pl if a.refine is None else self.refined_label(teacher_logits, tgt, amp)
-            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, pw, src_frames, tgt_frames, amp)}
+            y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(teacher_logits, pw, tgt, amp)
+            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_frames, tgt_frames, amp)}
 
         if a.mic is not None:
             x_aug = strong_augment(xt, a.augment) if a.augment is not None else xt
@@ -99,21 +99,26 @@ class SelfTraining:
             self._judged = (judged_source, (logits_t.detach(), logits_k.detach()))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
-    def refined_label(self, teacher_logits: torch.Tensor, tgt: dict, amp) -> torch.Tensor:
-        """The teacher's pseudo-label of t (B, H, W) refined with its prediction of t+k warped to t."""
+    def refined_label(self, teacher_logits: torch.Tensor, pw: torch.Tensor, tgt: dict, amp) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's pseudo-label of t and its weight `pw` (B, H, W) refined with its prediction of t+k warped
+        to t: the label of frame t+k and its own weight (confident share x margins) travel through the flow."""
         r = self.adapt.refine
         other, flow, valid = self.partner(tgt, "target", r.pair)
         with amp():
             logits_k = self.teacher.predict(other)  # single-frame, also for ACCEL (t+2k is not loaded)
-        def probs(logits: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) class probabilities at the crop
-            return F.softmax(F.interpolate(logits.float(), size=flow.shape[-2:], mode="bilinear", align_corners=False), 1)
+        size = flow.shape[-2:]
+        _, pw_k = pseudo_label(logits_k, self.adapt.pseudo_threshold, size, tgt.get("margin"))
 
-        warped, ok = warp(probs(logits_k), flow, valid, mode="nearest")
+        def probs(logits: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) class probabilities at the crop
+            return F.softmax(F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False), 1)
+
+        warped, ok = warp(torch.cat([probs(logits_k), pw_k[:, None]], 1), flow, valid, mode="nearest")
         conf_t, label_t = probs(teacher_logits).max(1)
-        conf_k, label_k = warped.max(1)
-        out = refine(r.strategy, label_t, conf_t, label_k, conf_k, ok, r.invalid, tgt.get("label"))
-        self.stats["refine_kept"] = (out != IGNORE).float().mean().detach()
-        return out
+        conf_k, label_k = warped[:, :-1].max(1)
+        label, weight = refine(r.strategy, label_t, conf_t, pw, label_k, conf_k, warped[:, -1], ok, r.invalid,
+                               r.weight, tgt.get("label"))
+        self.stats["refine_kept"] = (label != IGNORE).float().mean().detach()
+        return label, weight
 
     def mix_loss(self, net, src, tgt, ys, y_t, pw, src_frames: dict, tgt_frames: dict, amp) -> torch.Tensor:
         a, xs, xt = self.adapt, src["image"][:, 0], tgt["image"][:, 0]
@@ -134,9 +139,11 @@ class SelfTraining:
         return student_loss(net, x_mix, y_mix, w_mix, self.hrda, amp, **frames)[0]
 
     def frame_pair_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single-frame student logits of t and t+k, upsampled to the crop: one forward of both (B, C, H, W)."""
+        """Single-frame student logits of t and t+k from one forward of both, resized to the discriminator's input
+        size (`adapt.video_disc.scale` x the crop): two (B, C, h, w)."""
         logits = student_logits(net, torch.cat([x_t, x_k]), self.hrda, amp)
-        logits = F.interpolate(logits.float(), size=x_t.shape[-2:], mode="bilinear", align_corners=False)
+        size = self.adversary.input_size(x_t.shape[-2:])
+        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         return logits.chunk(2)
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:

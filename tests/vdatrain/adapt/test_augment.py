@@ -1,13 +1,62 @@
-"""Strong augmentation: jitter with p = 0.8, blur with p = 0.5, odd kernels of ~10% of the side."""
+"""Strong augmentation: jitter with p = 0.8, blur with p = 0.5, odd kernels of ~10% of the side; the reference's
+kornia 0.5 colour operations, kernel rounding and per-batch coins by default, ours as named variants."""
 
+import pytest
 import torch
 
-from vdatrain.adapt.augment import blur_kernel, gaussian_blur, strong_augment
+from vdatrain.adapt.augment import (blur_kernel, gaussian_blur, kornia05_contrast, kornia05_saturation, rgb_to_hsv,
+                                    hsv_to_rgb, strong_augment)
 from vdatrain.recipe import AugmentSpec
 
 
-def test_kernel_sizes_are_odd_and_about_a_tenth():
-    assert [blur_kernel(s) for s in (1024, 512, 128, 64)] == [103, 53, 13, 7]
+def test_kernel_sizes_are_odd_and_about_a_tenth_rounded_down_as_the_reference():
+    assert [blur_kernel(s) for s in (1024, 720, 512, 128, 64)] == [103, 71, 51, 13, 7]
+    assert [blur_kernel(s, "round_up") for s in (1024, 720, 512, 128, 64)] == [103, 73, 53, 13, 7]
+
+
+def _pixel(r, g, b):
+    return torch.tensor([r, g, b]).reshape(3, 1, 1)
+
+
+def test_kornia05_contrast_multiplies_and_clamps():
+    out = kornia05_contrast(_pixel(0.5, 0.2, 0.9), 1.2)
+    torch.testing.assert_close(out.flatten(), torch.tensor([0.6, 0.24, 1.0]))  # 0.9 * 1.2 = 1.08 -> 1
+
+
+def test_kornia05_saturation_scales_s_in_hsv():
+    # (0.8, 0.4, 0.2): V = 0.8, S = 0.6 / 0.8 = 0.75, H = (0.4 - 0.2) / 0.6 / 6 = 1/18 turn.
+    torch.testing.assert_close(rgb_to_hsv(_pixel(0.8, 0.4, 0.2)).flatten(), torch.tensor([1 / 18, 0.75, 0.8]))
+    # S x 0.8 = 0.6: p = V(1 - S) = 0.32, t = V(1 - (1 - f) S) with f = 1/3: 0.48 -> (V, t, p)
+    torch.testing.assert_close(kornia05_saturation(_pixel(0.8, 0.4, 0.2), 0.8).flatten(), torch.tensor([0.8, 0.48, 0.32]))
+    # S x 1.5 = 1.125, clamped to 1: p = 0, t = 0.8 / 3
+    torch.testing.assert_close(kornia05_saturation(_pixel(0.8, 0.4, 0.2), 1.5).flatten(),
+                               torch.tensor([0.8, 0.8 / 3, 0.0]))
+    x = torch.rand(2, 3, 5, 7)
+    torch.testing.assert_close(hsv_to_rgb(rgb_to_hsv(x)), x)
+
+
+@pytest.mark.parametrize("coins", ["batch", "image"])
+def test_jitter_and_blur_coins_are_drawn_once_per_batch_or_per_image(coins):
+    x = _normalised(torch.rand(6, 3, 8, 8))
+    spec = AugmentSpec(jitter_p=0.5, blur_p=0.0, coins=coins)
+    patterns = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        changed = ((strong_augment(x, spec) - x).abs().amax((1, 2, 3)) > 1e-4).tolist()
+        patterns.add(tuple(changed))
+    if coins == "batch":
+        assert patterns == {(True,) * 6, (False,) * 6}
+    else:
+        assert any(0 < sum(p) < 6 for p in patterns)
+
+
+def test_the_torchvision_variant_blends_with_grey():
+    torch.manual_seed(0)
+    x = _normalised(torch.rand(1, 3, 8, 8))
+    a = strong_augment(x, AugmentSpec(jitter_p=1.0, blur_p=0.0))
+    torch.manual_seed(0)
+    b = strong_augment(x, AugmentSpec(jitter_p=1.0, blur_p=0.0, jitter="torchvision"))
+    assert (a - b).abs().max() > 1e-3  # the same draws, different contrast and saturation
 
 
 def _normalised(rgb01):

@@ -1,4 +1,5 @@
-"""The video discriminator: AdaptSegNet shape, LS-GAN signs, its own optimiser, no gradient leaks."""
+"""The video discriminator: AdaptSegNet shape, the reference's joint softmax at half the crop and weight 1e-4,
+LS-GAN signs, its own optimiser, no gradient leaks."""
 
 import pytest
 import torch
@@ -15,6 +16,20 @@ def test_five_stride_2_convolutions_on_two_stacked_softmaxes():
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
     assert convs[0].in_channels == 38
     assert d(torch.randn(2, 19, 128, 64), torch.randn(2, 19, 128, 64)).shape == (2, 1, 4, 2)
+
+
+def test_joint_softmax_over_both_frames_at_half_the_crop():
+    spec = VideoDiscSpec()
+    assert (spec.weight, spec.softmax, spec.scale) == (1.0e-4, "joint", 0.5)  # the reference's defaults
+    adv = VideoAdversary(3, spec, iters=10, device="cpu")
+    assert adv.input_size((1024, 720)) == (512, 360)
+    a, b = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    joint = adv.model.inputs(a, b)
+    assert joint.shape == (2, 6, 8, 8)
+    torch.testing.assert_close(joint.sum(1), torch.ones(2, 8, 8))  # ONE softmax over the 2C channels
+    torch.testing.assert_close(joint, torch.softmax(torch.cat([a, b], 1), 1))
+    per_frame = VideoDiscriminator(6, softmax="per_frame").inputs(a, b)
+    torch.testing.assert_close(per_frame.sum(1), torch.full((2, 8, 8), 2.0))  # each frame sums to one
 
 
 def test_ls_gan_losses_have_the_right_signs():

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
+from vdatrain.adapt.pseudo_label import pseudo_label
 from vdatrain.methods.self_training import SelfTraining
 from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
                              VideoDiscSpec)
@@ -83,7 +84,9 @@ def _refine(strategy, flow_u, invalid="ignore"):
     flow[:, 0] = flow_u
     tgt = {"image": torch.stack([t, previous], 1), "flow/bwd_1": flow, "valid/bwd_1": torch.ones(1, H, W, dtype=torch.bool)}
     with torch.no_grad():
-        label = st.refined_label(st.teacher.predict(t), tgt, nullcontext)
+        label, weight = st.refined_label(st.teacher.predict(t), torch.full((1, H, W), 0.25), tgt, nullcontext)
+        _, weight_k = pseudo_label(st.teacher.predict(previous), st.adapt.pseudo_threshold, (H, W))
+    _refine.weights = weight, weight_k
     return label, st.stats["refine_kept"]
 
 
@@ -92,6 +95,8 @@ def test_refinement_with_the_true_flow_keeps_every_pixel_the_warp_reaches():
     expected = _stripes().argmax(1)
     expected[..., W - 2:] = 255  # warped from outside frame t-1
     assert torch.equal(label, expected) and kept == (W - 2) / W
+    weight, weight_k = _refine.weights  # the kept pixels carry frame t-1's own weight, warped (the reference's)
+    assert torch.equal(weight[label != 255], weight_k[label != 255]) and (weight[label == 255] == 0).all()
 
 
 def test_refinement_with_a_wrong_flow_drops_the_disagreements():
