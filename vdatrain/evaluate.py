@@ -131,8 +131,8 @@ def predict(model, rgb: np.ndarray, num_classes: int, window, stride, device) ->
 
 def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None = None, run: dict | None = None,
            skipped: list | None = None) -> dict:
-    """Per-class IoU and mIoU (percent) for each protocol, and the temporal metrics per flow pair
-    (standard protocol); written as CSV, Markdown and JSON when `out_dir`. `run` (recipe name, label,
+    """Per-class IoU and mIoU (percent) for each protocol, and the temporal metrics per flow pair and
+    protocol ({pair: {protocol: metrics}}); written as CSV, Markdown and JSON when `out_dir`. `run` (recipe name, label,
     shift, protocol: what `vdatrain report` tabulates) and `skipped` samples go into the JSON."""
     classes = load_classes()
     evaluated = list(classes.evaluated[class_set])
@@ -143,7 +143,8 @@ def report(conf: np.ndarray, class_set: str, out_dir=None, temporal: dict | None
                             for p, v in ious.items()}}
     if temporal:
         # a pair no sample could serve (all skipped) has nothing to report
-        result["temporal"] = {pair: meter.result(evaluated) for pair, meter in temporal.items() if meter.retained[1]}
+        result["temporal"] = {pair: {p: meter.result(evaluated, p) for p in PROTOCOLS}
+                              for pair, meter in temporal.items() if meter.retained[1]}
     if run:
         result["run"] = run
     if skipped:
@@ -168,9 +169,13 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join("n/a" if c is None else f"{c:.1f}" for c in cells) + " |")
     lines.append("| **mIoU** | " + " | ".join(f"**{result['miou'][p]:.1f}**" for p in protocols) + " |")
     if result.get("temporal"):
-        lines += ["", "| flow pair | PredConsis mIoU | Warped mIoU | Warped Acc | Consistency mIoU | "
-                      "Consistency Acc | retained % |", "|---|---:|---:|---:|---:|---:|---:|"]
-        for pair, t in result["temporal"].items():
-            lines.append(f"| {pair} | " + " | ".join(f"{t[k]:.1f}" for k in (
-                "predconsis_miou", "warped_miou", "warped_acc", "consistency_miou", "consistency_acc", "retained")) + " |")
+        lines += ["", "| flow pair | protocol | PredConsis mIoU | Warped mIoU | Warped Acc (recall) | "
+                      "Warped Acc (precision, the reference's) | Consistency mIoU | Consistency Acc (recall) | "
+                      "retained % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for pair, by_protocol in result["temporal"].items():
+            for p in protocols:
+                t = by_protocol[p]
+                lines.append(f"| {pair} | {p} | " + " | ".join(f"{t[k]:.1f}" for k in (
+                    "predconsis_miou", "warped_miou", "warped_acc", "warped_acc_precision", "consistency_miou",
+                    "consistency_acc", "retained")) + " |")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ class Row:
     label: str
     shift: str
     miou: float
-    predconsis: dict  # flow pair -> PL-PredConsis-mIoU
+    predconsis: dict  # flow pair -> PL-PredConsis-mIoU under the run's protocol (as its mIoU)
     folder: str
 
 
@@ -47,7 +47,7 @@ def load(folder) -> Row:
         protocol = info.get("protocol", next(iter(result["miou"])))
         return Row(label=info.get("label") or folder.name, shift=info.get("shift", "?"),
                    miou=float(result["miou"][protocol]), folder=str(folder),
-                   predconsis={pair: t["predconsis_miou"] for pair, t in result.get("temporal", {}).items()})
+                   predconsis={pair: t[protocol]["predconsis_miou"] for pair, t in result.get("temporal", {}).items()})
     except (ValueError, KeyError, TypeError, StopIteration) as e:
         raise ReportError(f"{path}: not an evaluation result ({e})") from None
 

@@ -36,7 +36,7 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
         (tmp_path / folder / "eval" / "results.json").write_text(json.dumps({
             "classes": "viper", "miou": {"standard": miou + 0.1, "unifiedvideoda": miou},
             "run": {"label": label, "shift": shift, "protocol": "unifiedvideoda"},
-            "temporal": {"bwd_1": {"predconsis_miou": miou + 50}}}))
+            "temporal": {"bwd_1": {"standard": {"predconsis_miou": miou + 49}, "unifiedvideoda": {"predconsis_miou": miou + 50}}}}))
     result = CliRunner().invoke(cli, ["report", *(str(tmp_path / r[0]) for r in runs), "--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()

@@ -33,11 +33,14 @@ def test_temporal_metrics_per_pair_from_frame_t(setup):
     assert result.exit_code == 0, result.output
     saved = json.loads((setup / "out/results.json").read_text())
     assert sorted(saved["temporal"]) == ["bwd_1", "fwd_1"]  # bwd_1_at_p1 starts at t+1: not a metric of t
-    for metrics in saved["temporal"].values():
-        assert set(metrics) == {"predconsis_miou", "warped_miou", "warped_acc", "consistency_miou",
-                                "consistency_acc", "retained"}
-        assert 0 < metrics["retained"] <= 100 and 0 <= metrics["predconsis_miou"] <= 100
-    assert "| bwd_1 |" in result.output and "PredConsis mIoU" in result.output
+    for by_protocol in saved["temporal"].values():
+        assert set(by_protocol) == {"standard", "unifiedvideoda"}  # both class protocols, like mIoU
+        for metrics in by_protocol.values():
+            assert set(metrics) == {"predconsis_miou", "warped_miou", "warped_acc", "warped_acc_precision",
+                                    "consistency_miou", "consistency_acc", "consistency_acc_precision", "retained"}
+            assert 0 < metrics["retained"] <= 100 and 0 <= metrics["predconsis_miou"] <= 100
+    assert "| bwd_1 | standard |" in result.output and "| bwd_1 | unifiedvideoda |" in result.output
+    assert "Warped Acc (precision, the reference's)" in result.output
 
 
 def test_no_temporal_skips_them(setup):

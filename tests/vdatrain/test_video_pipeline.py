@@ -50,7 +50,7 @@ def test_dual_frame_evaluation_reports_mIoU_temporal_metrics_and_the_run_for_the
     saved = json.loads((run / "run/eval/results.json").read_text())
     assert saved["run"]["label"] == "tiny MOM+disc" and saved["run"]["shift"] == "viper -> cityscapes-seq"
     assert "skipped" not in saved  # every sample has frame t-1, t-2 and both flows
-    assert list(saved["temporal"]) == ["bwd_1"] and 0 <= saved["temporal"]["bwd_1"]["predconsis_miou"] <= 100
+    assert list(saved["temporal"]) == ["bwd_1"] and 0 <= saved["temporal"]["bwd_1"]["standard"]["predconsis_miou"] <= 100
     report = CliRunner().invoke(cli, ["report", str(run / "run")])
     assert report.exit_code == 0 and "| tiny MOM+disc |" in report.output
 

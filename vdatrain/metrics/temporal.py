@@ -6,8 +6,14 @@ pixel, valid pixels only) and y_t the label of t:
 - PL-Warped-mIoU / Acc: warp(pred_{t+k}) against y_t;
 - PL-Consistency-mIoU / Acc: pred_t against y_t on the pixels where warp(pred_{t+k})
   equals pred_t, with the share of labelled valid pixels retained.
-Acc is the class-wise mean accuracy (mean over classes of TP / labelled pixels).
-Each metric accumulates a confusion matrix over the evaluation set.
+Each metric accumulates a confusion matrix over the evaluation set, and is reported
+under both class protocols, like mIoU (`vdatrain.metrics.miou`: "unifiedvideoda", the
+reference's, also leaves out pixels predicted as a non-evaluated class; the paper's
+temporal figures were computed so). Accuracy comes in both definitions, each named:
+- `*_acc`: class-wise mean accuracy, the mean over classes of TP / labelled pixels
+  (per-class recall, mmseg's "Acc");
+- `*_acc_precision`: the mean over classes of TP / predicted pixels (per-class
+  precision), which is what the reference computed as PL-Warped-Acc.
 """
 
 from __future__ import annotations
@@ -42,21 +48,31 @@ class TemporalMeter:
         self.retained[1] += int(is_labelled.sum())
 
     def result(self, evaluated: list[int], protocol: str = "standard") -> dict:
-        """Percentages: predconsis_miou, warped_miou, warped_acc, consistency_miou, consistency_acc, retained."""
+        """Percentages: predconsis_miou, warped_miou, warped_acc, warped_acc_precision, consistency_miou,
+        consistency_acc, consistency_acc_precision, retained."""
         out = {}
         for name, conf in self.conf.items():
             out[f"{name}_miou"] = float(np.nanmean(iou_per_class(conf.numpy(), evaluated, protocol)) * 100)
             if name != "predconsis":
-                out[f"{name}_acc"] = class_accuracy(conf.numpy(), evaluated)
+                out[f"{name}_acc"] = class_accuracy(conf.numpy(), evaluated, protocol)
+                out[f"{name}_acc_precision"] = class_accuracy(conf.numpy(), evaluated, protocol, "precision")
         out["retained"] = 100 * self.retained[0] / max(self.retained[1], 1)
         return out
 
 
-def class_accuracy(conf: np.ndarray, evaluated: list[int]) -> float:
-    """Mean over evaluated classes with labelled pixels of TP / labelled pixels, in percent."""
+def class_accuracy(conf: np.ndarray, evaluated: list[int], protocol: str = "standard", kind: str = "recall") -> float:
+    """Mean over evaluated classes of TP / labelled pixels ("recall") or TP / predicted pixels ("precision"),
+    in percent, over the classes with a non-zero denominator. Pixels labelled with a non-evaluated class are
+    left out; under "unifiedvideoda" also those predicted as one."""
     conf = np.asarray(conf, dtype=np.float64)
-    rows = conf[evaluated]
-    total = rows.sum(1)
-    tp = rows[np.arange(len(evaluated)), evaluated]
+    rows = conf[evaluated]  # labelled with an evaluated class
+    if protocol == "unifiedvideoda":
+        rows = rows[:, evaluated]  # ... and predicted as one
+        tp = np.diag(rows)
+        predicted = rows.sum(0)
+    else:
+        tp = rows[np.arange(len(evaluated)), evaluated]
+        predicted = rows[:, evaluated].sum(0)
+    total = rows.sum(1) if kind == "recall" else predicted
     with np.errstate(invalid="ignore", divide="ignore"):
         return float(np.nanmean(np.where(total > 0, tp / total, np.nan)) * 100)
