@@ -157,7 +157,7 @@ def test_video_paper_recipes_add_exactly_their_video_parts_to_the_image_recipe()
         pair = "bwd_2" if shift.endswith("bdd") else "bwd_1"  # BDDVid frames are t, t-2, t-4
         tps, davsn, udavss, mom = (load_recipe(f"dlv2-hrda-{m}-{shift}") for m in ("tps", "davsn", "udavss", "mom"))
         assert tps.model.accel.pair == pair and tps.adapt.refine.strategy == "warp_frame" and not tps.adapt.video_disc
-        assert davsn.model.accel and davsn.adapt.video_disc.weight == 0.1 and davsn.adapt.refine.strategy == "max_confidence"
+        assert davsn.model.accel and davsn.adapt.video_disc.weight == 1e-4 and davsn.adapt.refine.strategy == "max_confidence"
         assert udavss.model.accel is None and udavss.adapt.video_disc and udavss.adapt.refine.strategy == "consistency"
         assert mom.model.accel and mom.adapt.consistent_mix and mom.adapt.refine.strategy == "consistency"
         assert mom.adapt.refine.start_iter == 1500 and mom.adapt.refine.pair == pair
@@ -175,3 +175,48 @@ def test_video_paper_recipes_add_exactly_their_video_parts_to_the_image_recipe()
                            source=replace(r.source, offsets=[0], flows=[]),
                            target=replace(r.target, offsets=[0], flows=[]))
         assert stripped == base, name
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out |= _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v}
+    return out
+
+
+def test_paper_recipes_take_the_reference_codes_values_and_paper_text_recipes_differ_only_in_named_keys():
+    """docs/fidelity.md: every paper recipe computes what the reference code did; where the paper's text says
+    otherwise, a `*-paper-text` recipe changes exactly that key."""
+    from dataclasses import asdict
+
+    from vdatrain.recipe import shipped_recipes
+
+    shipped = shipped_recipes()
+    paper = [n for n in shipped if not n.startswith("demo") and not n.endswith("-paper-text")]
+    for name in paper:
+        r = load_recipe(name)
+        assert r.optim.norm_weight_decay == "by_name", name
+        if r.model.accel:
+            assert r.model.accel.fusion_lr == "backbone", name
+        if r.adapt is None:
+            continue
+        augment = r.adapt.augment
+        assert (augment.jitter, augment.blur_kernel, augment.coins) == ("kornia05", "round_down", "batch"), name
+        if r.adapt.refine:
+            refine = r.adapt.refine
+            assert (refine.invalid, refine.weight) == ("reference_strips", "warped"), name
+            assert refine.strategy in ("consistency", "max_confidence", "warp_frame", "oracle_warped"), name
+        if r.adapt.video_disc:
+            disc = r.adapt.video_disc
+            assert (disc.weight, disc.softmax, disc.scale) == (1e-4, "joint", 0.5), name
+    texts = sorted(n for n in shipped if n.endswith("-paper-text"))
+    oracles = [n for n in paper if "-pl-oracle-" in n]
+    discs = [n for n in paper if load_recipe(n).adapt and load_recipe(n).adapt.video_disc]
+    assert len(oracles) == 16 and len(discs) == 20
+    assert texts == sorted(f"{n}-paper-text" for n in oracles + discs)
+    for name in texts:
+        text, code = _flat(asdict(load_recipe(name))), _flat(asdict(load_recipe(name.removesuffix("-paper-text"))))
+        changed = {k for k in text if text[k] != code[k]} - {"name", "label", "description"}
+        assert changed in ({"adapt.refine.strategy"}, {"adapt.video_disc.weight"}), (name, changed)
+        assert text.get("adapt.refine.strategy") in (None, "oracle") or "adapt.refine.strategy" not in changed
+        assert text["label"].endswith("(paper text)")
