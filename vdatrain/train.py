@@ -41,7 +41,7 @@ from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.methods import build_method
 from vdatrain.models import build_model
 from vdatrain.models.checkpoints import load_checkpoint_weights
-from vdatrain.models.weights import load_backbone
+from vdatrain.models.weights import load_backbone, safe_load
 from vdatrain.optim import build_optimizer, set_lr
 from vdatrain.recipe import DataSpec, Recipe, RecipeError
 from vdatrain.runlog import RunLog
@@ -76,7 +76,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method) -> int:
     """Restore a run; returns the iteration it stopped at. The data must be the same for an exact resume."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = safe_load(path)  # weights_only: a checkpoint swapped into the run folder cannot run code
     was = ckpt["recipe"]
     for key in ("seed", "batch_size"):
         if was["train"][key] != getattr(recipe.train, key):

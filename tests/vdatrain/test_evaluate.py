@@ -48,3 +48,32 @@ def test_no_temporal_skips_them(setup):
                                       "--pictures", "0", "--no-temporal", "--out", str(setup / "plain")])
     assert result.exit_code == 0, result.output
     assert "temporal" not in json.loads((setup / "plain/results.json").read_text())
+
+
+class _Crafted:
+    """A pickle that would create a marker file when unpickled."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("where", ["eval --ckpt", "model.init", "a resumed run folder"])
+def test_a_crafted_checkpoint_never_runs_and_is_named(setup, tmp_path, where):
+    marker = tmp_path / "marker"
+    evil = tmp_path / ("run/checkpoint.pt" if where == "a resumed run folder" else "evil.pt")
+    evil.parent.mkdir(exist_ok=True)
+    torch.save({"model": build_model("deeplabv2_r18").state_dict(), "iteration": 0, "x": _Crafted(marker)}, evil)
+    recipe = str(setup / "recipe.yaml")
+    args = {"eval --ckpt": ["eval", recipe, "--ckpt", str(evil)],
+            "model.init": ["fit", recipe, "--set", f"model.init={evil}", "--set", "train.iters=1",
+                           "--run-dir", str(tmp_path / "fresh")],
+            "a resumed run folder": ["fit", recipe, "--set", "train.iters=1", "--run-dir", str(evil.parent)]}[where]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert str(evil) in result.output and "refused" in result.output and "Traceback" not in result.output
+    assert not marker.exists()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vdatrain.models.weights import WeightsError, check_keys
+from vdatrain.models.weights import WeightsError, check_keys, safe_load
 
 BRANCHES = {"student": "model.", "teacher": "ema_model."}
 
@@ -56,10 +56,7 @@ def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student
     initialises an HRDA one); they keep their initialisation. Checkpoint keys under `may_drop` that
     the model does not have are left out (an HRDA checkpoint initialising a single-scale model)."""
     path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch.load raises many types for files that are not checkpoints
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+    ckpt = safe_load(path)  # never unpickles code: tensors, plain containers, numpy values
     if isinstance(ckpt, dict) and "model" in ckpt and "iteration" in ckpt:
         if branch == "teacher":
             if "teacher" not in ckpt.get("method", {}):

@@ -61,17 +61,45 @@ def check_keys(state: dict, own: dict, what: str, may_lack: tuple = ()) -> None:
         raise WeightsError(f"{what}: " + "; ".join(parts))
 
 
+def _numpy_globals() -> list:
+    """numpy arrays, scalars and dtypes, under their numpy 1 and 2 module names: what mmcv/mmseg checkpoints keep
+    in their `meta` (seed, PALETTE). Nothing else beyond tensors and plain containers is unpickled."""
+    import numpy as np
+
+    core = np._core.multiarray
+    out = [np.ndarray, np.dtype, *(type(np.dtype(c)) for c in "?bhilqBHILQefdgFDGSUV")]
+    for name, obj in (("_reconstruct", core._reconstruct), ("scalar", core.scalar)):
+        out += [(obj, f"numpy.core.multiarray.{name}"), (obj, f"numpy._core.multiarray.{name}")]
+    return out
+
+
+def safe_load(path) -> object:
+    """`torch.load` with `weights_only=True`: tensors, plain containers and numpy values only, so a crafted
+    file cannot run code; anything else is a WeightsError naming the file."""
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        what = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "global" in line), "")
+        raise WeightsError(f"{path}: holds Python objects that weights do not need, refused (unpickling them could "
+                           f"run code from the file){': ' + what[:160] if what else ''}; save a plain state dict "
+                           f"(torch.save(model.state_dict(), ...))") from None
+    except Exception as e:  # torch.load raises many types for files that are not checkpoints
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
+
+
 def load_backbone(backbone: torch.nn.Module, path) -> str:
     """Load `path` into `backbone` strictly (classifier weights excepted); returns the detected format."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
+    state = safe_load(path)
     try:
-        state = _unwrap(torch.load(path, map_location="cpu", weights_only=True))
+        state = _unwrap(state)
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
-    except Exception as e:  # torch.load raises many types for files that are not checkpoints
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
     fmt = detect_format(state)
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
     check_keys(state, backbone.state_dict(), f"{path} ({fmt} keys) does not fit {type(backbone).__name__}")

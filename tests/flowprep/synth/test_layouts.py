@@ -119,8 +119,13 @@ def test_full_scale_writes_the_real_resolutions_with_the_same_code(tmp_path):
     assert all(j.frames == list(range(j.frames[-1] + 1)) for j in bdd)  # a whole video from frame 0
     snippet = next(j for j in jobs if j.dataset == "cityscapes-seq" and j.split == "val")
     assert snippet.frames == [292, 293, 294, 295]  # t-2 .. t+1 of the snippet around frame 294
-    for job in (snippet, next(j for j in jobs if j.dataset == "synthia-seq")):
+    viper = next(j for j in jobs if j.dataset == "viper" and j.split == "val")
+    assert viper.frames == [8, 9, 10, 11] and viper.labelled == [10]
+    for job in (snippet, viper, next(j for j in jobs if j.dataset == "synthia-seq")):
         run_job(job, tmp_path, "full")
+    assert _is_jpeg(tmp_path / "val/img/001/001_00009.jpg")
+    assert cv2.imread(str(tmp_path / "val/img/001/001_00009.jpg")).shape == (1080, 1920, 3)
+    assert cv2.imread(str(tmp_path / "val/cls/001/001_00010.png"), cv2.IMREAD_UNCHANGED).shape == (1080, 1920, 3)
     ids = cv2.imread(str(tmp_path / "gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"),
                      cv2.IMREAD_UNCHANGED)
     assert ids.shape == (1024, 2048) and ids.dtype == np.uint8 and 1 in ids[-1]  # ego vehicle at the bottom
