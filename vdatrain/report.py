@@ -4,7 +4,8 @@ Each evaluation folder (written by `vdatrain eval`) holds `results.json` with th
 recipe's report label (`label`, default its name), the shift (source dataset ->
 target dataset, from the stores) and the protocol it reports first. Outputs: a
 Markdown table (mIoU per method and shift, then the temporal consistency
-PL-PredConsis-mIoU per method, shift and frame distance), the same as CSV, and a
+PL-PredConsis-mIoU per method, shift and frame distance under each class protocol, the
+runs' own first), the same as CSV, and a
 grouped bar chart PNG of mIoU.
 """
 
@@ -30,9 +31,10 @@ class ReportError(ValueError):
 class Row:
     label: str
     shift: str
-    miou: float
-    predconsis: dict  # flow pair -> PL-PredConsis-mIoU under the run's protocol (as its mIoU)
+    miou: float  # under the run's protocol
+    predconsis: dict  # protocol -> flow pair -> PL-PredConsis-mIoU
     folder: str
+    protocol: str = "standard"
 
 
 def load(folder) -> Row:
@@ -45,9 +47,13 @@ def load(folder) -> Row:
         result = json.loads(path.read_text())
         info = result.get("run", {})
         protocol = info.get("protocol", next(iter(result["miou"])))
+        predconsis: dict = {}
+        for pair, t in result.get("temporal", {}).items():
+            by_protocol = {"standard": t} if "predconsis_miou" in t else t  # results.json before both protocols
+            for p, metrics in by_protocol.items():
+                predconsis.setdefault(p, {})[pair] = float(metrics["predconsis_miou"])
         return Row(label=info.get("label") or folder.name, shift=info.get("shift", "?"),
-                   miou=float(result["miou"][protocol]), folder=str(folder),
-                   predconsis={pair: t[protocol]["predconsis_miou"] for pair, t in result.get("temporal", {}).items()})
+                   miou=float(result["miou"][protocol]), folder=str(folder), predconsis=predconsis, protocol=protocol)
     except (ValueError, KeyError, TypeError, StopIteration) as e:
         raise ReportError(f"{path}: not an evaluation result ({e})") from None
 
@@ -76,25 +82,38 @@ def markdown(rows: list[Row]) -> str:
     out = ["| method | " + " | ".join(shifts) + " |", "|---|" + "---:|" * len(shifts)]
     for label in labels:
         out.append(f"| {label} | " + " | ".join(_cell_text(cell.get((label, s))) for s in shifts) + " |")
-    pairs = list(dict.fromkeys(p for r in rows for p in r.predconsis))
-    if pairs:
-        out += ["", "PL-PredConsis-mIoU (temporal consistency of predictions):", "",
+    for protocol, pairs in _temporal_columns(rows):
+        out += ["", f"PL-PredConsis-mIoU (temporal consistency of predictions), {protocol} protocol:", "",
                 "| method | shift | " + " | ".join(pairs) + " |", "|---|---|" + "---:|" * len(pairs)]
         for r in rows:
-            if r.predconsis:
+            values = r.predconsis.get(protocol, {})
+            if values:
                 out.append(f"| {r.label} | {r.shift} | " + " | ".join(
-                    f"{r.predconsis[p]:.1f}" if p in r.predconsis else "–" for p in pairs) + " |")
+                    f"{values[p]:.1f}" if p in values else "–" for p in pairs) + " |")
     return "\n".join(out) + "\n"
 
 
+def _temporal_columns(rows: list[Row]) -> list[tuple[str, list[str]]]:
+    """(protocol, flow pairs) with PredConsis figures: the runs' own protocols first, as their mIoU."""
+    protocols = list(dict.fromkeys([r.protocol for r in rows] + [p for r in rows for p in r.predconsis]))
+    out = []
+    for protocol in protocols:
+        pairs = list(dict.fromkeys(pair for r in rows for pair in r.predconsis.get(protocol, {})))
+        if pairs:
+            out.append((protocol, pairs))
+    return out
+
+
 def csv_text(rows: list[Row]) -> str:
-    pairs = list(dict.fromkeys(p for r in rows for p in r.predconsis))
+    columns = [(protocol, pair) for protocol, pairs in _temporal_columns(rows) for pair in pairs]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", "shift", "miou", *(f"predconsis_miou/{p}" for p in pairs), "folder"])
+    w.writerow(["method", "shift", "protocol", "miou", *(f"predconsis_miou/{p}/{pair}" for p, pair in columns),
+                "folder"])
     for r in rows:
-        w.writerow([r.label, r.shift, f"{r.miou:.2f}",
-                    *(f"{r.predconsis[p]:.2f}" if p in r.predconsis else "" for p in pairs), r.folder])
+        w.writerow([r.label, r.shift, r.protocol, f"{r.miou:.2f}",
+                    *(f"{r.predconsis[p][pair]:.2f}" if pair in r.predconsis.get(p, {}) else "" for p, pair in columns),
+                    r.folder])
     return buf.getvalue()
 
 

@@ -45,7 +45,11 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     assert lines[2] == "| Source | 20.0 | 15.0 ± 1.0 (n=2) |" and lines[3] == "| HRDA | 27.5 | – |"
     assert "| HRDA | viper -> cityscapes-seq | 77.5 |" in lines
     csv_lines = (tmp_path / "t" / "table.csv").read_text().splitlines()
-    assert csv_lines[0] == "method,shift,miou,predconsis_miou/bwd_1,folder" and csv_lines[2].startswith("HRDA,viper -> cityscapes-seq,27.50,77.50,")
+    assert csv_lines[0] == ("method,shift,protocol,miou,predconsis_miou/unifiedvideoda/bwd_1,"
+                            "predconsis_miou/standard/bwd_1,folder")
+    assert csv_lines[2].startswith("HRDA,viper -> cityscapes-seq,unifiedvideoda,27.50,77.50,76.50,")
+    assert "PL-PredConsis-mIoU (temporal consistency of predictions), unifiedvideoda protocol:" in result.output
+    assert "PL-PredConsis-mIoU (temporal consistency of predictions), standard protocol:" in result.output
     chart = cv2.imread(str(tmp_path / "t" / "miou.png"))
     assert chart is not None and chart.shape[0] > 300 and (chart != 255).any()
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing")])

@@ -77,15 +77,17 @@ def test_without_consistent_mixup_the_second_frame_and_flow_are_the_targets():
     assert torch.equal(call["other"], tgt["image"][:, 1]) and torch.equal(call["flow"], tgt["flow/bwd_1"])
 
 
-def _refine(strategy, flow_u, invalid="ignore"):
+def _refine(strategy, flow_u, invalid="ignore", margin=None):
     st = SelfTraining(_recipe(refine=RefineSpec(strategy=strategy, invalid=invalid)), Spy())
     t, previous = _stripes(), _stripes(shift=2)  # the scene moves 2 px right from t to t-1
     flow = torch.zeros(1, 2, H, W)
     flow[:, 0] = flow_u
     tgt = {"image": torch.stack([t, previous], 1), "flow/bwd_1": flow, "valid/bwd_1": torch.ones(1, H, W, dtype=torch.bool)}
+    if margin is not None:
+        tgt["margin"] = margin
     with torch.no_grad():
         label, weight = st.refined_label(st.teacher.predict(t), torch.full((1, H, W), 0.25), tgt, nullcontext)
-        _, weight_k = pseudo_label(st.teacher.predict(previous), st.adapt.pseudo_threshold, (H, W))
+        _, weight_k = pseudo_label(st.teacher.predict(previous), st.adapt.pseudo_threshold, (H, W), margin)
     _refine.weights = weight, weight_k
     return label, st.stats["refine_kept"]
 
@@ -97,6 +99,16 @@ def test_refinement_with_the_true_flow_keeps_every_pixel_the_warp_reaches():
     assert torch.equal(label, expected) and kept == (W - 2) / W
     weight, weight_k = _refine.weights  # the kept pixels carry frame t-1's own weight, warped (the reference's)
     assert torch.equal(weight[label != 255], weight_k[label != 255]) and (weight[label == 255] == 0).all()
+
+
+def test_a_warped_label_brings_frame_t_minus_1s_own_weight_and_margins_warped():
+    margin = torch.ones(1, H, W)
+    margin[..., :3] = 0  # the crop's margin: the first three columns
+    label, _ = _refine("warp_frame", flow_u=2.0, margin=margin)
+    weight, weight_k = _refine.weights
+    # pixel x takes t-1's pixel x + 2: its weight is t-1's there, so only column 0 (from column 2) falls in the margin
+    assert (weight[..., 0] == 0).all() and (weight[..., 1] == weight_k[..., 3]).all() and (weight[..., 1] > 0).all()
+    assert (weight[..., W - 2:] == 0).all() and (label[..., W - 2:] == 255).all()  # warped from outside the frame
 
 
 def test_refinement_with_a_wrong_flow_drops_the_disagreements():
