@@ -35,6 +35,7 @@ from flowprep.ingest.runner import Loaded, Plan
 from flowprep.labels import read_train_ids
 from flowprep.manifest import load_classes, load_manifest
 from flowprep.store import StoreSpec
+from flowprep.store.layout import check_name
 
 DEFAULT_SEARCH = (280, 330)
 EXPECTED_FRAME = 307  # the reference's t; the BDD10k image is usually this frame, at about 10 s
@@ -243,7 +244,7 @@ def parse_bdd_split_file(path) -> list[str]:
         if not line:
             continue
         head, _, tail = line.rpartition("_")
-        ids.append(head if head and tail.isdigit() else line)
+        ids.append(check_name(head if head and tail.isdigit() else line, f"{path}:{n}"))
     if not ids:
         raise FlowprepError(f"{path}: split file lists no ids")
     return ids

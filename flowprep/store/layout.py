@@ -50,6 +50,18 @@ BASE_PART = "base"
 CHECKSUMS = "_checksums"
 IGNORE_LABEL = 255
 
+
+def check_name(name, what: str) -> str:
+    """`name` when it can stand as ONE file name inside a folder (sample ids, read from stores and split files,
+    become file names: exports, pictures, raw paths): a non-empty string without a path separator, a NUL or a
+    drive colon, and not "." or ".."; else StoreError naming `what` (the store or file it came from)."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or len(name) > 255
+            or any(c in name for c in "/\\\0:")):
+        raise StoreError(f"{what}: {name!r} is not a usable sample id (one file name: no '/', '\\', ':', NUL, "
+                         f"'.' or '..')")
+    return name
+
+
 # Fixed-point flow: int16 at 1/32 px gives a quantisation error of at most 1/64 px
 # and a range of [-1024, +1023.97] px. Values beyond saturate and are marked invalid.
 FLOW_SCALE = 32
@@ -237,6 +249,11 @@ def read_store_attrs(root: Path) -> dict:
             f"{meta_file}: store schema version {version!r} is not supported by this flowprep "
             f"(supports {SCHEMA_VERSION}); rebuild the store or use a matching flowprep version"
         )
+    ids = attrs.get("sample_ids")
+    if not isinstance(ids, list):
+        raise StoreError(f"{meta_file}: sample_ids is not a list")
+    for sid in ids:  # every opener (reader, writer, verify, inspect) gets ids that are safe as file names
+        check_name(sid, str(meta_file))
     return attrs
 
 

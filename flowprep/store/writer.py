@@ -49,6 +49,8 @@ class StoreSpec:
     def __post_init__(self):
         if not self.sample_ids:
             raise StoreError("a store needs at least one sample")
+        for sid in self.sample_ids:  # ids become file names downstream (exports, pictures)
+            L.check_name(sid, f"{self.dataset} {self.split} store")
         if len(set(self.sample_ids)) != len(self.sample_ids):
             dup = next(s for s in self.sample_ids if self.sample_ids.count(s) > 1)
             raise StoreError(f"sample id {dup!r} appears more than once")
