@@ -312,7 +312,16 @@ def flow_show(store, sample_id, pair, out, zoom):
 
     from flowprep.flow.show import flow_picture
 
-    cv2.imwrite(out, flow_picture(store, sample_id, pair, zoom)[..., ::-1])
+    from pathlib import Path
+
+    picture = flow_picture(store, sample_id, pair, zoom)
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(out, picture[..., ::-1])
+    except (OSError, cv2.error) as e:
+        raise FlowprepError(f"{out}: could not write the picture ({e})") from None
+    if not written:  # OpenCV reports an unwritable file or unknown extension only by returning False
+        raise FlowprepError(f"{out}: could not write the picture (folder not writable, or not a .png name?)")
     click.echo(out)
 
 

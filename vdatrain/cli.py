@@ -52,7 +52,10 @@ def _git_revision() -> str | None:
               help="Override a recipe value, e.g. --set train.iters=100 (validated like the file).")
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Where checkpoints and logs go (default: runs/<recipe name>). An existing run resumes.")
-def fit(recipe, overrides, run_dir):
+@click.option("--allow-schedule-change", is_flag=True,
+              help="Resume although train.iters or an optim value differs from the run's: continue from the "
+                   "checkpoint's iteration on the new schedule (without it, such a resume is an error).")
+def fit(recipe, overrides, run_dir, allow_schedule_change):
     """Train the model of RECIPE (a YAML file or a shipped recipe's name); a killed run resumes exactly
     from its last checkpoint.
 
@@ -72,7 +75,8 @@ def fit(recipe, overrides, run_dir):
     run_dir = Path(run_dir or f"runs/{r.name}")
     info = {"command": shlex.join(sys.argv), "vdatrain": __version__, "torch": torch.__version__,
             "python": platform.python_version(), "git": _git_revision()}
-    records = run_fit(r, run_dir, progress=sys.stderr.isatty(), run_info=info)
+    records = run_fit(r, run_dir, progress=sys.stderr.isatty(), run_info=info,
+                      allow_schedule_change=allow_schedule_change)
     if int(os.environ.get("RANK", "0")) == 0:
         last = records[-1] if records else None
         click.echo(f"{run_dir}: " + (f"iteration {last['iteration']}, loss {last['loss']:.4f}" if last

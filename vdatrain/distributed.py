@@ -29,7 +29,12 @@ class Dist:
     def shard(self, items: list, what: str = "train.batch_size") -> list:
         """This process's contiguous share of a global batch (which must split evenly)."""
         if len(items) % self.world:
-            raise ValueError(f"{what}: {len(items)} does not split over {self.world} processes")
+            from vdatrain.recipe import RecipeError
+
+            raise RecipeError(f"{what}: {len(items)} does not split over {self.world} processes (the recipe's batch "
+                              f"is the global one); run {', '.join(str(k) for k in range(1, len(items) + 1) if len(items) % k == 0)} "
+                              f"processes, or set a larger global batch with --set {what}=N (scale optim.lr with it), "
+                              f"or run separate recipes or seeds side by side")
         n = len(items) // self.world
         return items[self.rank * n:(self.rank + 1) * n]
 

@@ -17,7 +17,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
 
@@ -26,25 +26,47 @@ class RecipeError(ValueError):
     """A recipe problem; the message names the file and the dotted key."""
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The range a number must lie in (checked with its type; the error names the key)."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded
+
+    def check(self, value, key: str) -> None:
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            raise RecipeError(f"{key}: {value!r} must be {'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None and value > self.hi:
+            raise RecipeError(f"{key}: {value!r} must be <= {self.hi:g}")
+
+
+PosInt = Annotated[int, Bounds(0, lo_open=True)]
+NonNegInt = Annotated[int, Bounds(0)]
+PosFloat = Annotated[float, Bounds(0, lo_open=True)]
+NonNegFloat = Annotated[float, Bounds(0)]
+Fraction = Annotated[float, Bounds(0, 1)]  # probabilities, shares, weights of a convex mix
+OpenFraction = Annotated[float, Bounds(0, 1, lo_open=True)]  # (0, 1]: scales below one
+
+
 @dataclass
 class DataSpec:
     store: str  # a flowprep store
-    crop: tuple[int, int] = (512, 512)  # (h, w) after resizing
-    scale: float = 1.0  # resize before cropping (VIPER 4/3, Synthia 2)
+    crop: tuple[PosInt, PosInt] = (512, 512)  # (h, w) after resizing
+    scale: PosFloat = 1.0  # resize before cropping (VIPER 4/3, Synthia 2)
     offsets: list[int] = field(default_factory=lambda: [0])
     flows: list[str] = field(default_factory=list)
-    max_class_ratio: Optional[float] = None  # source crops: 0.75 in the paper
+    max_class_ratio: Optional[OpenFraction] = None  # source crops: 0.75 in the paper
     margins: bool = False  # pseudo-label margin mask (Cityscapes targets)
 
 
 @dataclass
 class HRDASpec:
     """Multi-resolution fusion (`vdatrain/models/hrda.py`); BDD targets: detail_crop 360, detail_stride 180."""
-    context_scale: float = 0.5
-    detail_crop: tuple[int, int] = (512, 512)  # training detail box; inference detail windows
-    detail_stride: tuple[int, int] = (256, 256)  # inference detail windows
-    detail_loss_weight: float = 0.1  # L = (1 - w) CE(fused) + w CE(detail)
-    box_grid: int = 8  # detail box corners on this pixel lattice
+    context_scale: OpenFraction = 0.5
+    detail_crop: tuple[PosInt, PosInt] = (512, 512)  # training detail box; inference detail windows
+    detail_stride: tuple[PosInt, PosInt] = (256, 256)  # inference detail windows
+    detail_loss_weight: Fraction = 0.1  # L = (1 - w) CE(fused) + w CE(detail)
+    box_grid: PosInt = 8  # detail box corners on this pixel lattice
 
 
 @dataclass
@@ -59,7 +81,7 @@ class ACCELSpec:
 @dataclass
 class ModelSpec:
     name: str = "deeplabv2_r101"
-    num_classes: int = 19
+    num_classes: PosInt = 19
     pretrained: Optional[str] = None  # ImageNet backbone weights (local file)
     init: Optional[str] = None  # whole-model weights to start from: a vdatrain or mmseg checkpoint
     hrda: Optional[HRDASpec] = None
@@ -70,13 +92,13 @@ class ModelSpec:
 @dataclass
 class AugmentSpec:
     """DACS strong augmentation of mixed and MIC images (`vdatrain/adapt/augment.py`); defaults: the reference's."""
-    jitter_p: float = 0.8  # colour jitter applied with this probability
-    brightness: float = 0.2  # additive, on 0..1 intensities
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.15, 1.15)
+    jitter_p: Fraction = 0.8  # colour jitter applied with this probability
+    brightness: NonNegFloat = 0.2  # additive, on 0..1 intensities
+    contrast: Fraction = 0.2
+    saturation: Fraction = 0.2
+    hue: Annotated[float, Bounds(0, 0.5)] = 0.2
+    blur_p: Fraction = 0.5
+    blur_sigma: tuple[PosFloat, PosFloat] = (0.15, 1.15)
     # kornia05: the reference's kornia 0.5 ops (contrast multiplies, saturation scales HSV's S);
     # torchvision: blend-based contrast and saturation (PIL's definitions)
     jitter: Literal["kornia05", "torchvision"] = "kornia05"
@@ -87,26 +109,26 @@ class AugmentSpec:
 @dataclass
 class RCSSpec:
     """Rare class sampling of source samples from the store's class counts."""
-    temperature: float = 0.01
-    min_pixels: int = 3000  # a sample qualifies for class c with more pixels of c (native resolution)
-    min_crop_ratio: float = 0.5  # re-crop until the crop holds > min_pixels * this of c (HRDA 1024 crops: 2.0)
-    retries: int = 10
+    temperature: PosFloat = 0.01
+    min_pixels: NonNegInt = 3000  # a sample qualifies for class c with more pixels of c (native resolution)
+    min_crop_ratio: NonNegFloat = 0.5  # re-crop until the crop holds > min_pixels * this of c (HRDA 1024 crops: 2.0)
+    retries: NonNegInt = 10
 
 
 @dataclass
 class FDSpec:
     """ImageNet feature distance on thing-class cells of the source (context branch under HRDA)."""
-    weight: float = 0.005
+    weight: NonNegFloat = 0.005
     classes: list[int] = field(default_factory=lambda: [6, 7, 11, 12, 13, 14, 15, 16, 17, 18])
-    majority: float = 0.75  # a feature cell takes a class covering at least this share of its pixels
+    majority: Fraction = 0.75  # a feature cell takes a class covering at least this share of its pixels
 
 
 @dataclass
 class MICSpec:
     """Masked image consistency on the augmented target."""
-    block: int = 64  # mask block side in pixels
-    mask_ratio: float = 0.7  # fraction of blocks zeroed
-    weight: float = 1.0
+    block: PosInt = 64  # mask block side in pixels
+    mask_ratio: Fraction = 0.7  # fraction of blocks zeroed
+    weight: NonNegFloat = 1.0
 
 
 @dataclass
@@ -118,7 +140,7 @@ class RefineSpec:
     # pixels without a valid warp: frame t's in the bottom and side strips (reference), everywhere, or nowhere
     invalid: Literal["reference_strips", "frame_t", "ignore"] = "reference_strips"
     weight: Literal["warped", "frame_t"] = "warped"  # a warped label's weight: t+k's warped (reference) or t's
-    start_iter: int = 1500  # the mixed (ClassMix) target loss is off before this iteration (MIC is not)
+    start_iter: NonNegInt = 1500  # the mixed (ClassMix) target loss is off before this iteration (MIC is not)
 
 
 @dataclass
@@ -126,19 +148,19 @@ class VideoDiscSpec:
     """DA-VSN video discriminator (`vdatrain/adapt/video_discriminator.py`) on predictions of t and t+k."""
     pair: str = "bwd_1"  # the target's other frame (its offset must be in target.offsets)
     source_pair: Optional[str] = None  # the source's, when its frame distance differs
-    weight: float = 1.0e-4  # adversarial weight of the network's loss: the reference code's (the paper's text: 0.1)
+    weight: NonNegFloat = 1.0e-4  # adversarial weight of the network's loss: the reference code's (the paper's text: 0.1)
     softmax: Literal["joint", "per_frame"] = "joint"  # one softmax over both frames' 2C logits (reference) or each
-    scale: float = 0.5  # the frames' logits resized to this x the crop before the discriminator (reference 0.5)
-    lr: float = 1.0e-4  # the discriminator's own Adam
-    betas: tuple[float, float] = (0.9, 0.99)
-    power: float = 0.9  # poly schedule lr (1 - it / iters) ** power
+    scale: OpenFraction = 0.5  # the frames' logits resized to this x the crop before the discriminator (reference 0.5)
+    lr: PosFloat = 1.0e-4  # the discriminator's own Adam
+    betas: tuple[Fraction, Fraction] = (0.9, 0.99)
+    power: NonNegFloat = 0.9  # poly schedule lr (1 - it / iters) ** power
 
 
 @dataclass
 class AdaptSpec:
     """Self-training (DACS) with switchable parts; null disables an optional part."""
-    ema_alpha: float = 0.999
-    pseudo_threshold: float = 0.968
+    ema_alpha: Fraction = 0.999
+    pseudo_threshold: Fraction = 0.968
     mix: Literal["classmix", "none"] = "classmix"
     augment: Optional[AugmentSpec] = field(default_factory=AugmentSpec)
     rcs: Optional[RCSSpec] = None
@@ -151,27 +173,27 @@ class AdaptSpec:
 
 @dataclass
 class OptimSpec:
-    lr: float = 6e-5
-    head_lr_mult: float = 10.0
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
+    lr: PosFloat = 6e-5
+    head_lr_mult: PosFloat = 10.0
+    weight_decay: NonNegFloat = 0.01
+    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
     # no weight decay for: names holding "norm" (reference: MiT's LayerNorms; BatchNorms keep it), or every norm
     norm_weight_decay: Literal["by_name", "zero"] = "by_name"
-    warmup_iters: int = 1500
-    warmup_ratio: float = 1e-6  # mmseg's: the warm-up starts at this fraction of each group's rate
-    grad_clip: Optional[float] = None
+    warmup_iters: NonNegInt = 1500
+    warmup_ratio: OpenFraction = 1e-6  # mmseg's: the warm-up starts at this fraction of each group's rate
+    grad_clip: Optional[PosFloat] = None
 
 
 @dataclass
 class TrainSpec:
-    iters: int = 40000
-    batch_size: int = 2
-    workers: int = 4
+    iters: PosInt = 40000
+    batch_size: PosInt = 2
+    workers: NonNegInt = 4
     seed: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
-    log_every: int = 50
-    eval_every: int = 4000
-    checkpoint_every: int = 2000
+    log_every: PosInt = 50
+    eval_every: NonNegInt = 4000
+    checkpoint_every: PosInt = 2000
 
 
 @dataclass
@@ -179,8 +201,8 @@ class EvalSpec:
     store: str
     classes: Literal["all19", "viper", "synthia-seq"] = "all19"
     protocol: Literal["standard", "unifiedvideoda"] = "standard"
-    window: tuple[int, int] = (1024, 1024)
-    stride: tuple[int, int] = (512, 512)
+    window: tuple[PosInt, PosInt] = (1024, 1024)
+    stride: tuple[PosInt, PosInt] = (512, 512)
 
 
 @dataclass
@@ -201,6 +223,11 @@ class Recipe:
 def _check(value, annotation, key: str):
     """Return `value` converted to `annotation` (tuples from lists, ints as floats), or raise naming `key`."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        value = _check(value, args[0], key)
+        for bounds in args[1:]:
+            bounds.check(value, key)
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -238,7 +265,7 @@ def _check(value, annotation, key: str):
 
 
 def _build(cls, data: dict, prefix: str):
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -259,13 +286,17 @@ def apply_override(data: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: write key=value (e.g. train.iters=100)")
     key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"--set {key.strip()}: {raw!r} is not a YAML value ({str(e).splitlines()[0]})") from None
     *parents, leaf = key.strip().split(".")
     node = data
     for p in parents:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {key}: {p} is not a section")
-    node[leaf] = yaml.safe_load(raw)
+    node[leaf] = value
 
 
 SHIPPED = Path(__file__).parent / "recipes"
@@ -371,15 +402,31 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     if recipe.adapt is not None and recipe.target is None:
         raise RecipeError(f"{path}: adapt: needs a target section (the unlabelled target data)")
     try:
+        _model_checks(recipe)
         _video_checks(recipe)
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None
     return recipe
 
 
+def _model_checks(r: Recipe) -> None:
+    """The model exists, and HRDA's detail box fits inside every crop and evaluation window."""
+    from vdatrain.models import MODELS
+
+    if r.model.name not in MODELS:
+        raise RecipeError(f"model.name: {r.model.name!r} is not a model (choose from {', '.join(MODELS)})")
+    if r.model.hrda is None:
+        return
+    detail = r.model.hrda.detail_crop
+    for key, size in (("source.crop", r.source.crop), ("target.crop", r.target and r.target.crop),
+                      ("eval.window", r.eval.window)):
+        if size and (detail[0] > size[0] or detail[1] > size[1]):
+            raise RecipeError(f"model.hrda.detail_crop: {list(detail)} does not fit inside {key} {list(size)}")
+
+
 def check_paths(recipe: Recipe, weights: bool = True) -> None:
-    """Every store opens as a flowprep store and (with `weights`, for training) every weight file
-    exists; errors name the key."""
+    """Every store opens as a flowprep store and (with `weights`, for training) every weight file exists and the
+    training crops fit their stores' frames; errors name the key."""
     from flowprep.errors import StoreError
     from flowprep.store import StoreReader
 
@@ -398,6 +445,14 @@ def check_paths(recipe: Recipe, weights: bool = True) -> None:
         from flowprep.store import pair_offsets
 
         needs["eval"] = ([0, pair_offsets(recipe.model.accel.pair)[1]], [recipe.model.accel.pair])
+    for part in ("source", "target") if weights else ():  # training crops come from the resized frames, never
+        data = getattr(recipe, part)  # shrunk to fit
+        if data is not None:
+            h, w = readers[part].resolution
+            rh, rw = round(h * data.scale), round(w * data.scale)
+            if data.crop[0] > rh or data.crop[1] > rw:
+                raise RecipeError(f"{part}.crop: {list(data.crop)} does not fit the {rh}x{rw} frames of "
+                                  f"{readers[part].root} ({h}x{w} resized by {part}.scale {data.scale:g})")
     for part, (offsets, flows) in needs.items():
         reader = readers[part]
         missing = [o for o in offsets if o not in reader.frame_offsets]

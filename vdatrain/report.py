@@ -54,7 +54,7 @@ def load(folder) -> Row:
                 predconsis.setdefault(p, {})[pair] = float(metrics["predconsis_miou"])
         return Row(label=info.get("label") or folder.name, shift=info.get("shift", "?"),
                    miou=float(result["miou"][protocol]), folder=str(folder), predconsis=predconsis, protocol=protocol)
-    except (ValueError, KeyError, TypeError, StopIteration) as e:
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
         raise ReportError(f"{path}: not an evaluation result ({e})") from None
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from functools import partial
 from pathlib import Path
 
@@ -43,7 +43,7 @@ from vdatrain.models import build_model
 from vdatrain.models.checkpoints import load_checkpoint_weights
 from vdatrain.models.weights import load_backbone, safe_load
 from vdatrain.optim import build_optimizer, set_lr
-from vdatrain.recipe import DataSpec, Recipe, RecipeError
+from vdatrain.recipe import DataSpec, OptimSpec, Recipe, RecipeError
 from vdatrain.runlog import RunLog
 
 CHECKPOINT = "checkpoint.pt"
@@ -74,35 +74,58 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint intact
 
 
-def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method) -> int:
-    """Restore a run; returns the iteration it stopped at. The data must be the same for an exact resume."""
-    ckpt = safe_load(path)  # weights_only: a checkpoint swapped into the run folder cannot run code
-    was = ckpt["recipe"]
-    for key in ("seed", "batch_size"):
-        if was["train"][key] != getattr(recipe.train, key):
-            raise RecipeError(f"train.{key}: {getattr(recipe.train, key)!r} differs from {was['train'][key]!r} "
-                              f"of the run being resumed in {path.parent}; use another --run-dir")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    method.load_state_dict(ckpt["method"])
-    return ckpt["iteration"]
+SCHEDULE = ["train.iters", *(f"optim.{f.name}" for f in fields(OptimSpec))]  # what a resume may change if allowed
 
 
-def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = None) -> list[dict]:
+def _value(recipe: dict, key: str):
+    section, name = key.split(".")
+    return recipe[section][name]
+
+
+def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method, allow_schedule_change: bool = False) -> int:
+    """Restore a run; returns the iteration it stopped at. The data must be the same for an exact resume; the
+    schedule (train.iters, optim.*) too, unless `allow_schedule_change`: then the run continues on the new
+    recipe's learning rates, weight decays and betas from the iteration it stopped at."""
+    try:
+        ckpt = safe_load(path)  # weights_only: a checkpoint swapped into the run folder cannot run code
+        was, now = ckpt["recipe"], asdict(recipe)
+        model_state, optim_state, method_state, iteration = (ckpt[k] for k in ("model", "optimizer", "method",
+                                                                                "iteration"))
+    except (KeyError, TypeError) as e:
+        raise RecipeError(f"{path}: not a checkpoint of `vdatrain fit` (no {e}); use another --run-dir") from None
+    for key in ("train.seed", "train.batch_size"):
+        if _value(was, key) != _value(now, key):
+            raise RecipeError(f"{key}: {_value(now, key)!r} differs from {_value(was, key)!r} of the run being "
+                              f"resumed in {path.parent}; use another --run-dir")
+    changed = [key for key in SCHEDULE if _value(was, key) != _value(now, key)]
+    if changed and not allow_schedule_change:
+        key = changed[0]
+        raise RecipeError(f"{key}: {_value(now, key)!r} differs from {_value(was, key)!r} of the run being resumed "
+                          f"in {path.parent}; resume with the run's value, use another --run-dir, or pass "
+                          f"--allow-schedule-change to continue on the new schedule")
+    model.load_state_dict(model_state)
+    fresh = [{k: g[k] for k in ("base_lr", "lr", "weight_decay", "betas")} for g in optimizer.param_groups]
+    optimizer.load_state_dict(optim_state)
+    if changed:  # the checkpoint's groups carry the old rates: take the new recipe's
+        for group, new in zip(optimizer.param_groups, fresh):
+            group.update(new)
+    method.load_state_dict(method_state)
+    return iteration
+
+
+def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = None,
+        allow_schedule_change: bool = False) -> list[dict]:
     """Train (or resume) the recipe's model; returns the records logged by this call (main process)."""
     d = distributed.setup()
     try:
-        return _fit(recipe, Path(run_dir), d, progress, run_info or {})
+        return _fit(recipe, Path(run_dir), d, progress, run_info or {}, allow_schedule_change)
     finally:
         distributed.teardown()
 
 
-def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run_info: dict) -> list[dict]:
+def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run_info: dict,
+         allow_schedule_change: bool) -> list[dict]:
     t, o = recipe.train, recipe.optim
-    if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
-        (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     torch.manual_seed(t.seed)  # the same initial weights in every process
     model = build_model(recipe.model.name, recipe.model.num_classes, recipe.model.hrda, recipe.model.accel,
                         recipe.model.checkpointing)
@@ -120,7 +143,11 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
     optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay, at_base_lr)
     start = 0
     if (run_dir / CHECKPOINT).exists():
-        start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method)
+        start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method, allow_schedule_change)
+    if d.main:  # after the resume checks: recipe.json always describes what this run trains on
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+        (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     rcs = recipe.adapt.rcs if recipe.adapt else None
     source = samples(recipe.source, t.seed, rcs=rcs)
     refine = recipe.adapt.refine if recipe.adapt else None

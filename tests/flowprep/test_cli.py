@@ -60,3 +60,20 @@ def test_a_missing_store_is_a_one_line_error_with_status_2(tmp_path):
     result = run("inspect", str(tmp_path / "nope.zarr"))
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {tmp_path / 'nope.zarr'}: no store here (not a directory)"
+
+
+def test_flow_show_creates_its_folder_and_a_picture_it_cannot_write_is_an_error(tmp_path):
+    store = write_store(tmp_path / "s.zarr", n=2)
+    out = tmp_path / "new" / "folder" / "flow.png"
+    ok = CliRunner().invoke(cli, ["flow-show", str(store.path), "--sample", "seq000_00000", "--out", str(out)])
+    assert ok.exit_code == 0 and out.is_file(), ok.output
+    (tmp_path / "a-file").write_text("")
+    bad = CliRunner().invoke(cli, ["flow-show", str(store.path), "--sample", "seq000_00000",
+                                   "--out", str(tmp_path / "a-file" / "flow.png")])
+    assert bad.exit_code == 2 and "could not write the picture" in bad.output and "Traceback" not in bad.output
+
+
+def test_an_unknown_flow_model_is_named_as_unknown(tmp_path):
+    store = write_store(tmp_path / "s.zarr", n=2)
+    result = CliRunner().invoke(cli, ["flow", str(store.path), "--model", "nosuch"])
+    assert result.exit_code == 2 and "unknown flow model 'nosuch'" in result.output and "needs weights" not in result.output

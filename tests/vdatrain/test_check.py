@@ -56,10 +56,17 @@ def test_a_check_trains_with_every_part_on_and_reports_what_a_gpu_booking_needs(
     assert "64x32 / 32x32" not in result.output and "dual | " in result.output
 
 
-def test_a_step_that_fails_is_named_with_exit_status_1(recipe):
-    result = CliRunner().invoke(cli, ["check", str(recipe), "--iters", "1", "--set", "model.hrda.detail_crop=[128,128]"])
-    assert result.exit_code == 1
-    assert "FAILED at train" in result.output and "1 of 1 checks failed: tiny-check" in result.output
+def test_a_step_that_fails_is_named_with_exit_status_1(recipe, monkeypatch):
+    from vdatrain.methods.self_training import SelfTraining
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch in the mixed batch")
+
+    monkeypatch.setattr(SelfTraining, "mix_loss", broken)  # what a geometry bug looks like
+    result = CliRunner().invoke(cli, ["check", str(recipe), "--iters", "1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "FAILED at train: RuntimeError: shape mismatch in the mixed batch" in result.output
+    assert "1 of 1 checks failed: tiny-check" in result.output
 
 
 def test_a_recipe_that_does_not_validate_is_exit_status_2(recipe):

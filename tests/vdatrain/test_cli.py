@@ -58,3 +58,7 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     (tmp_path / "junk" / "results.json").write_text("{not json")
     junk = CliRunner().invoke(cli, ["report", str(tmp_path / "junk")])
     assert junk.exit_code == 2 and "results.json: not an evaluation result" in junk.output
+    (tmp_path / "junk" / "results.json").write_text("[1, 2]")  # valid JSON, not an evaluation
+    listed = CliRunner().invoke(cli, ["report", str(tmp_path / "junk")])
+    assert listed.exit_code == 2 and "results.json: not an evaluation result" in listed.output
+    assert "Traceback" not in listed.output

@@ -71,8 +71,9 @@ def test_a_crafted_checkpoint_never_runs_and_is_named(setup, tmp_path, where):
     recipe = str(setup / "recipe.yaml")
     args = {"eval --ckpt": ["eval", recipe, "--ckpt", str(evil)],
             "model.init": ["fit", recipe, "--set", f"model.init={evil}", "--set", "train.iters=1",
-                           "--run-dir", str(tmp_path / "fresh")],
-            "a resumed run folder": ["fit", recipe, "--set", "train.iters=1", "--run-dir", str(evil.parent)]}[where]
+                           "--set", "source.crop=[32,64]", "--run-dir", str(tmp_path / "fresh")],
+            "a resumed run folder": ["fit", recipe, "--set", "train.iters=1", "--set", "source.crop=[32,64]",
+                                     "--run-dir", str(evil.parent)]}[where]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert str(evil) in result.output and "refused" in result.output and "Traceback" not in result.output

@@ -59,12 +59,45 @@ def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
     with pytest.raises(RecipeError, match=r"source.store: .*missing.zarr: no store here"):
         check_paths(r)
     store = tmp_path / "s.zarr"
-    create_store(store, StoreSpec(dataset="x", split="train", classes=["a", "b"], height=8, width=8, sample_ids=["0"]))
+    create_store(store, StoreSpec(dataset="x", split="train", classes=["a", "b"], height=48, width=48, sample_ids=["0"]))
     r = load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store))), ["model.pretrained=/nowhere/r18.pth"])
     with pytest.raises(RecipeError, match="model.pretrained: /nowhere/r18.pth: file not found"):
         check_paths(r)
     check_paths(r, weights=False)  # evaluation takes its weights from the checkpoint
     check_paths(load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store)))))  # all present: no error
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=-1", "optim.lr: -1.0 must be > 0"),
+    ("optim.weight_decay=-1", "optim.weight_decay: -1.0 must be >= 0"),
+    ("train.batch_size=0", "train.batch_size: 0 must be > 0"),
+    ("train.checkpoint_every=0", "train.checkpoint_every: 0 must be > 0"),
+    ("train.iters=-5", "train.iters: -5 must be > 0"),
+    ("source.crop=[-5,64]", "source.crop[0]: -5 must be > 0"),
+    ("adapt={pseudo_threshold: 2}", "adapt.pseudo_threshold: 2.0 must be <= 1"),
+    ("model.name=resnet9000", "model.name: 'resnet9000' is not a model (choose from deeplabv2_r101"),
+    ("train.iters=[1,", "--set train.iters: '[1,' is not a YAML value"),
+    ("model.hrda={detail_crop: [128, 32]}", "model.hrda.detail_crop: [128, 32] does not fit inside source.crop [64, 64]"),
+])
+def test_values_out_of_range_are_one_line_errors_before_anything_is_written(tmp_path, override, message):
+    from click.testing import CliRunner
+
+    from vdatrain.cli import cli
+
+    path = _write(tmp_path, GOOD.replace("train: {iters: 10, precision: bf16}",
+                                         "target: {store: STORE}\ntrain: {iters: 10}"))
+    result = CliRunner().invoke(cli, ["fit", str(path), "--set", override, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_crop_larger_than_the_resized_frames_is_named_before_training(tmp_path):
+    store = tmp_path / "small.zarr"
+    create_store(store, StoreSpec(dataset="x", split="train", classes=["a", "b"], height=32, width=48, sample_ids=["0"]))
+    r = load_recipe(_write(tmp_path, GOOD.replace("STORE", str(store))))  # crop 64 from 48x72 (x1.5)
+    with pytest.raises(RecipeError, match=r"source.crop: \[64, 64\] does not fit the 48x72 frames of .*small.zarr "
+                                          r"\(32x48 resized by source.scale 1.5\)"):
+        check_paths(r)
 
 
 def test_store_paths_are_relative_to_data_root(tmp_path):

@@ -81,6 +81,25 @@ def test_a_killed_run_resumes_with_the_same_losses(recipe, tmp_path, run_killed)
     assert [resumed[i] for i in (5, 6)] == [clean[i] for i in (5, 6)]
 
 
+def test_resuming_on_another_schedule_is_an_error_unless_allowed(recipe, tmp_path):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"]).exit_code == 0
+    before = (run / "recipe.json").read_text()
+    longer = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=4"])
+    assert longer.exit_code == 2 and "train.iters: 4 differs from 2" in longer.output, longer.output
+    faster = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2",
+                                      "--set", "optim.lr=1.0e-3"])
+    assert faster.exit_code == 2 and "optim.lr: 0.001 differs from 6e-05" in faster.output
+    assert "--allow-schedule-change" in faster.output and (run / "recipe.json").read_text() == before
+    allowed = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=4",
+                                       "--set", "optim.lr=1.0e-3", "--allow-schedule-change"])
+    assert allowed.exit_code == 0, allowed.output
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    lr = {r["iteration"]: r["lr"] for r in records if "lr" in r}
+    assert lr[3] == pytest.approx(1.0e-3 * (1 - 2 / 4))  # the new rate on the new 4-iteration decay, after warm-up
+    assert json.loads((run / "recipe.json").read_text())["optim"]["lr"] == 1.0e-3
+
+
 def test_a_bad_recipe_is_a_one_line_error(recipe, tmp_path):
     result = CliRunner().invoke(cli, ["fit", str(recipe), "--set", "train.iters=lots"])
     assert result.exit_code == 2 and "train.iters: expected int, got 'lots'" in result.output
@@ -139,3 +158,13 @@ def test_the_train_step_benchmark_prints_its_table():
     rows = [line for line in out.stdout.splitlines() if line.startswith("| deeplabv2") or line.startswith("| daformer")]
     assert len(rows) == 8 and all(" 1.00x | 1.00x |" in r for r in rows if "| fp32 |" in r)
     assert sum("| hrda-mic |" in r for r in rows) == 4
+
+
+def test_a_truncated_checkpoint_in_the_run_folder_is_named(recipe, tmp_path):
+    run = tmp_path / "run"
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"]).exit_code == 0
+    data = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(data[: len(data) // 3])  # a copy cut short
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"])
+    assert result.exit_code == 2 and "checkpoint.pt: not a readable PyTorch checkpoint" in result.output
+    assert "Traceback" not in result.output

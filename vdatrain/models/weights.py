@@ -82,6 +82,8 @@ def safe_load(path) -> object:
         with torch.serialization.safe_globals(_numpy_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # garbage or a file cut short, not a refused Python object
+            raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
         what = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line or "global" in line), "")
         raise WeightsError(f"{path}: holds Python objects that weights do not need, refused (unpickling them could "
                            f"run code from the file){': ' + what[:160] if what else ''}; save a plain state dict "

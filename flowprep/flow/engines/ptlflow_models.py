@@ -90,16 +90,16 @@ class PtlflowEngine:
                                 f"and more than the overlap")
         if precision == "fp16" and not device.startswith("cuda"):
             raise FlowprepError("fp16 needs a GPU; use bf16 or fp32 on the CPU")
-        if ckpt is None and not random_weights:
-            raise FlowprepError(f"{model} needs weights: --ckpt FILE or a checkpoint name in the torch hub cache "
-                                f"(--random-weights builds an untrained model, for tests)")
         with contextlib.redirect_stdout(io.StringIO()):  # ptlflow prints notes about optional CUDA kernels
             import ptlflow  # slow (several seconds): only when a ptlflow engine is asked for
 
         name = ALIASES.get(model, model)
-        if name not in ptlflow.get_model_names():
+        if name not in ptlflow.get_model_names():  # before asking for weights: a typo is not a missing checkpoint
             raise FlowprepError(f"unknown flow model {model!r} (ptlflow models: flowformer, flowformer++, raft, ...; "
                                 f"CPU: dis, dis-fast)")
+        if ckpt is None and not random_weights:
+            raise FlowprepError(f"{model} needs weights: --ckpt FILE or a checkpoint name in the torch hub cache "
+                                f"(--random-weights builds an untrained model, for tests)")
         ref = ptlflow.get_model_reference(name)
         path = resolve_checkpoint(ref, ckpt) if ckpt else None
         self.model = ptlflow.get_model(name)
