@@ -83,6 +83,7 @@ paper-check: paper-data
 
 bench: $(STAMP)
 	$(PY) bench/loader.py
+	$(PY) bench/augment.py
 	$(PY) bench/domain_gap.py --raw $(DEMO)/raw
 	$(PY) bench/bddvid.py
 	$(PY) bench/flow.py

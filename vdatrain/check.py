@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 
+from vdatrain.distributed import process_device
 from vdatrain.recipe import Recipe, RecipeError, check_paths, shipped_recipes
 
 # Precision x activation checkpointing, for `vdatrain check --memory-modes`.
@@ -140,8 +141,7 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
         check_paths(r)
         out |= {"model": r.model.name, "precision": r.train.precision, "checkpointing": r.model.checkpointing,
                 "workers": r.train.workers, "batch_size": r.train.batch_size, "processes": int(os.environ.get("WORLD_SIZE", "1"))}
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local) if torch.cuda.is_available() else torch.device("cpu")
+        device = process_device()
         out["device"] = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
         out["step"] = "train"
@@ -192,7 +192,7 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
         frame = traceback.extract_tb(e.__traceback__)[-1]
         out["where"] = f"{frame.filename}:{frame.lineno}"
     finally:
-        if scratch and main:
+        if scratch:  # every process's own scratch folder (only the main one writes into it)
             shutil.rmtree(run_dir, ignore_errors=True)
     return out
 

@@ -47,14 +47,18 @@ class Dist:
         return out
 
 
+def process_device() -> torch.device:
+    """This process's device: its torchrun LOCAL_RANK's GPU (cuda:0 alone), else the CPU."""
+    return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
+
+
 def setup() -> Dist:
     """Join the torchrun process group when launched by torchrun; else a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
+    device = process_device()
     if world == 1:
-        return Dist(device=torch.device("cuda" if cuda else "cpu"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}" if cuda else "cpu")
+        return Dist(device=device)
     if cuda:
         torch.cuda.set_device(device)
     if not dist.is_initialized():

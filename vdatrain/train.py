@@ -187,7 +187,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                    **{k: float(v) for k, v in method.stats.items()}, "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / (done - start),
                    "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
-            if not records:  # what reaches the model, once per call: this process's tensors
+            if d.main and not records:  # what reaches the model, once per call: this process's tensors
                 rec["shapes"] = {name: {k: list(v.shape) for k, v in b.items() if isinstance(v, torch.Tensor)}
                                  for name, b in batch.items()}
             if d.main:

@@ -101,3 +101,9 @@ def test_families_cover_every_combination_of_parts_per_architecture_and_every_sh
     assert {"source", "hrda", "mix:classmix", "rcs", "fd", "mic"} <= set(parts_of(load_recipe("dlv2-hrda-mic-viper-cs")))
     assert select(["dlv2-hrda-mom-*"]) == [f"dlv2-hrda-mom-{s}" for s in ("synthia-bdd", "synthia-cs", "viper-bdd",
                                                                          "viper-cs")]
+
+
+def test_a_run_folder_is_kept_for_a_single_check_only(recipe, tmp_path):
+    result = CliRunner().invoke(cli, ["check", str(recipe), "--memory-modes", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "--run-dir" in result.output and "single check" in result.output
+    assert not (tmp_path / "run").exists()
