@@ -8,6 +8,14 @@ import numpy as np
 from flowprep.manifest import load_classes
 
 
+def write_picture(path, rgb: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 RGB or (H, W) grey as an image file; OSError naming the file when OpenCV cannot
+    (it reports an unwritable folder only by returning False)."""
+    img = rgb[..., ::-1] if rgb.ndim == 3 else rgb
+    if not cv2.imwrite(str(path), np.ascontiguousarray(img)):
+        raise OSError(f"{path}: could not be written (folder missing or not writable, or no image extension)")
+
+
 def colourise(train_ids: np.ndarray) -> np.ndarray:
     """(H, W) trainIds -> (H, W, 3) uint8 RGB in the Cityscapes palette; ignore (255) is black."""
     palette = np.zeros((256, 3), np.uint8)

@@ -171,8 +171,8 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
                             temporal=temporal, skipped=skipped, limit=1)
             eval_s = time.perf_counter() - tic
         if skipped:
-            raise RecipeError(f"eval.store: {r.eval.store}: the model could not predict {', '.join(skipped)} "
-                              f"(a partner frame or flow is missing)")
+            raise RecipeError(f"eval.store: {r.eval.store}: evaluation skipped {', '.join(skipped)} "
+                              f"(incomplete in the store, or a partner frame or flow is missing)")
         if conf.sum() == 0:
             raise RecipeError(f"eval.store: {r.eval.store}: the first val image has no labelled pixel")
         from flowprep.store import StoreReader

@@ -39,7 +39,7 @@ def write_kitti(path, flow: np.ndarray, valid: np.ndarray | None = None) -> None
     enc = np.clip(np.rint(np.nan_to_num(flow) * 64 + 32768), 0, 65535).astype(np.uint16)
     img = np.stack([valid.astype(np.uint16), enc[..., 1], enc[..., 0]], -1)
     if not cv2.imwrite(str(path), img):
-        raise FlowprepError(f"{path}: could not write")
+        raise OSError(f"{path}: could not be written")
 
 
 def read_flo(path) -> np.ndarray:

@@ -8,7 +8,7 @@ each rotation whose shape fits, so orientation is checked, not assumed), then
 rescore the best frame's neighbours at full resolution; keep the best frame n if
 its score is under the threshold; store the video frames
 at n + offsets for training and the original BDD10k image for evaluation (the
-labels match it exactly), with the match record (n, score, margin, rotation).
+labels match it exactly), with the match record (n, score, margin, rotation, contrast).
 
 Ids without a video, with an unreadable or truncated video, or without a
 well-enough matching frame are excluded with a reason.
@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.errors import FlowprepError
+from flowprep.errors import FlowprepError, Unusable
 from flowprep.ingest.frames import read_rgb
 from flowprep.ingest.runner import Loaded, Plan
 from flowprep.labels import read_train_ids
@@ -41,15 +41,12 @@ DEFAULT_SEARCH = (280, 330)
 EXPECTED_FRAME = 307  # the reference's t; the BDD10k image is usually this frame, at about 10 s
 NARROW = 10  # first scan: EXPECTED_FRAME +- NARROW
 DEFAULT_MAX_ERROR = 12.0  # grey levels, mean absolute difference at full resolution
-MATCH_FIELDS = ["video_frame", "score", "margin", "rotation_deg"]
-
-
-class Unusable(FlowprepError):
-    """A video that cannot give a sample; `kind` groups the report."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail = kind, detail
+# Distinctiveness (calibrated on the replicas, docs/ingest.md): the best frame's quarter-resolution score
+# must lie well below the window's median (contrast = 1 - best / median), unless the score is at the noise
+# floor of a re-encoded frame (a car standing still matches every frame of its window equally well).
+DEFAULT_MIN_CONTRAST = 0.5
+DEFAULT_STILL_ERROR = 4.0
+MATCH_FIELDS = ["video_frame", "score", "margin", "rotation_deg", "contrast"]
 
 
 def split_of(video_id: str) -> str:
@@ -85,10 +82,12 @@ class Match:
     margin: float  # second-best full-resolution score among the candidates (best +-2 frames), minus the best
     rotation: int  # k quarter turns counter-clockwise applied to the decoded frames
     frames: np.ndarray  # (F, H, W, 3) uint8 RGB at frame + offsets
+    contrast: float = float("nan")  # 1 - best / median quarter-resolution score over the scanned window
 
 
 def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, -2, 0),
-                max_error: float = DEFAULT_MAX_ERROR, expected: int = EXPECTED_FRAME) -> Match:
+                max_error: float = DEFAULT_MAX_ERROR, expected: int = EXPECTED_FRAME,
+                min_contrast: float = DEFAULT_MIN_CONTRAST) -> Match:
     """Find the frame of `path` that `image` (H, W, 3 RGB) was cut from; raise Unusable if none fits.
 
     Frames are numbered from 0 in decode order (the reference's count), computed
@@ -97,21 +96,28 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
     whole `search` window when no frame there passes `max_error` or the best one
     sits on the narrow window's edge. Decoding cost follows the window: the seek
     lands on the keyframe before it.
+
+    A frame is accepted only when (1) the window it was chosen from decoded whole (else
+    "truncated video"), (2) it differs from the image by at most `max_error` grey levels, and
+    (3) it stands out: its quarter-resolution score is below (1 - `min_contrast`) x the
+    window's median score, unless it is under DEFAULT_STILL_ERROR (a standing car's frames all
+    match; another scene's frames all miss, at 10+ grey levels).
     """
     lo, hi = search
     narrow = (max(lo, expected - NARROW), min(hi, expected + NARROW))
     if narrow[0] <= narrow[1] and narrow != (lo, hi):
         try:
-            m = _scan(path, image, narrow, offsets, max_error)
+            m = _scan(path, image, narrow, offsets, max_error, min_contrast)
             if narrow[0] < m.frame < narrow[1] or m.frame in (lo, hi):
                 return m
         except Unusable as e:
-            if e.kind == "unreadable video":
+            if e.kind in ("unreadable video", "truncated video"):  # the wider window cannot fare better
                 raise
-    return _scan(path, image, search, offsets, max_error)
+    return _scan(path, image, search, offsets, max_error, min_contrast)
 
 
-def _scan(path, image: np.ndarray, search, offsets, max_error: float) -> Match:
+def _scan(path, image: np.ndarray, search, offsets, max_error: float, min_contrast: float = DEFAULT_MIN_CONTRAST,
+          still_error: float = DEFAULT_STILL_ERROR) -> Match:
     """Decode frames search[0] + min(offsets) .. search[1] + max(offsets) and match them."""
     import av
 
@@ -176,10 +182,12 @@ def _scan(path, image: np.ndarray, search, offsets, max_error: float) -> Match:
         if not kept and last_seen < 0:
             raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
         # a damaged tail: use what decoded
-    if not scores:
+    if last_seen < last:
+        # The best frame of a window that was not seen whole is no evidence: a download cut before the
+        # true frame offers its last frames as the "best" (7 frames early, score 8.2, in our trials).
         where = f"decoding ends at frame {last_seen}" if last_seen >= 0 else f"no frame decodes from frame {first} on"
-        raise Unusable("truncated video", f"{path}: {where}, before the search window {lo_search}:{hi_search} "
-                                          f"(incomplete download?)")
+        raise Unusable("truncated video", f"{path}: {where}, before the end of the search window {lo_search}:"
+                                          f"{hi_search} and its offsets (frame {last}; incomplete download?)")
     # Quarter resolution finds the neighbourhood; full resolution picks the frame, since consecutive
     # frames of a slow drive differ by about a pixel, a quarter of one at quarter resolution.
     coarse = min(scores, key=lambda i: scores[i][0])
@@ -195,9 +203,15 @@ def _scan(path, image: np.ndarray, search, offsets, max_error: float) -> Match:
     best = min(fine, key=fine.get)
     score = fine[best]
     margin = (sorted(fine.values())[1] - score) if len(fine) > 1 else float("nan")
+    median = float(np.median([e for e, _ in scores.values()]))
+    contrast = 1 - scores[coarse][0] / median if median > 0 else 0.0
     if score > max_error:
         raise Unusable("no matching frame", f"{path}: best frame {best} differs by {score:.1f} grey levels "
                                             f"(threshold {max_error:g})")
+    if contrast < min_contrast and score > still_error:
+        raise Unusable("no distinct frame", f"{path}: best frame {best} differs by {score:.1f} grey levels but does "
+                                            f"not stand out from the window (contrast {contrast:.2f} < "
+                                            f"{min_contrast:g}; a video of another scene?)")
     needed = [best + o for o in offsets]
     if any(n not in kept for n in needed):
         raise Unusable("truncated video", f"{path}: frames {needed} needed, decoding ends at frame {last_seen}")
@@ -208,7 +222,7 @@ def _scan(path, image: np.ndarray, search, offsets, max_error: float) -> Match:
             raise Unusable("size mismatch", f"{path}: video frames are {rgb.shape[1]}x{rgb.shape[0]}, "
                                             f"the BDD10k image is {w}x{h}")
         frames.append(rgb)
-    return Match(best, score, margin, rotation, np.stack(frames))
+    return Match(best, score, margin, rotation, np.stack(frames), contrast)
 
 
 def index_videos(root: Path) -> dict[str, list[Path]]:
@@ -261,6 +275,7 @@ class BddLoader:
     offsets: list[int]
     max_error: float
     shape: tuple[int, int]
+    min_contrast: float = DEFAULT_MIN_CONTRAST
 
     def __call__(self, i: int) -> Loaded:
         image = read_rgb(Path(self.images[i]))
@@ -268,26 +283,40 @@ class BddLoader:
         if image.shape[:2] != self.shape or label.shape != self.shape:
             raise Unusable("size mismatch", f"{self.images[i]}: image {image.shape[1]}x{image.shape[0]}, label "
                                             f"{label.shape[1]}x{label.shape[0]}, dataset {self.shape[1]}x{self.shape[0]}")
-        m = match_video(self.videos[i], image, search=self.search, offsets=self.offsets, max_error=self.max_error)
-        record = np.array([m.frame, m.score, m.margin, 90 * m.rotation], dtype=np.float64)
-        info = {"video": self.videos[i], "frame": m.frame, "score": round(m.score, 3),
-                "margin": None if np.isnan(m.margin) else round(m.margin, 3), "rotation_deg": 90 * m.rotation}
-        return Loaded(m.frames, label[None], {"eval_image": image, "match": record}, info)
+        m = match_video(self.videos[i], image, search=self.search, offsets=self.offsets, max_error=self.max_error,
+                        min_contrast=self.min_contrast)
+        record = np.array([m.frame, m.score, m.margin, 90 * m.rotation, m.contrast], dtype=np.float64)
+        return Loaded(m.frames, label[None], {"eval_image": image, "match": record}, self._info(i, record))
+
+    def describe(self, i: int, reader) -> dict:
+        """The report of planned sample i as written in the store (its match record survives a kill)."""
+        return self._info(i, np.asarray(reader.extra(i, "match")))
+
+    def _info(self, i: int, record: np.ndarray) -> dict:
+        frame, score, margin, rotation, contrast = (float(v) for v in record)
+        return {"video": self.videos[i], "frame": int(frame), "score": round(score, 3),
+                "margin": None if np.isnan(margin) else round(margin, 3), "rotation_deg": int(rotation),
+                "contrast": round(contrast, 3)}
 
 
 def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=None, search=DEFAULT_SEARCH,
-                max_error: float = DEFAULT_MAX_ERROR, from_splits=("train",)) -> Plan:
+                max_error: float = DEFAULT_MAX_ERROR, min_contrast: float = DEFAULT_MIN_CONTRAST,
+                from_splits=("train",)) -> Plan:
     bdd10k, bdd100k = Path(bdd10k), Path(bdd100k)
     for p in (bdd10k, bdd100k):
         if not p.is_dir():
             raise FlowprepError(f"{p}: folder not found")
     base, layout = _bdd10k_layout(bdd10k)
     labelled: dict[str, tuple[Path, Path]] = {}
+    unlabelled: dict[str, tuple[Path, Path]] = {}  # images of the chosen splits whose label file is missing
     for src in from_splits:
         label_glob = layout["label"].format(split=src, id="*")
         for label in sorted(base.glob(label_glob)):
             vid = label.name.removesuffix(".png").removesuffix("_train_id")
             labelled[vid] = (base / layout["image"].format(split=src, id=vid), label)
+        for image in sorted(base.glob(layout["image"].format(split=src, id="*"))):
+            if image.stem not in labelled:
+                unlabelled[image.stem] = (image, base / layout["label"].format(split=src, id=image.stem))
     if not labelled:
         raise FlowprepError(f"{base}: no BDD10k label files in split(s) {list(from_splits)}")
     if split_file:
@@ -297,8 +326,12 @@ def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=N
     videos = index_videos(bdd100k)
 
     ids, images, labels, paths, excluded = [], [], [], [], []
+    if not split_file:  # with a split file, its ids say which images were meant
+        wanted += [v for v in sorted(unlabelled) if split_of(v) == split]
     for vid in wanted:
-        if vid not in labelled:
+        if vid in unlabelled and vid not in labelled:
+            excluded.append((vid, "no label", f"{unlabelled[vid][0]}: label file {unlabelled[vid][1]} not found"))
+        elif vid not in labelled:
             excluded.append((vid, "not found", "no BDD10k label for this id"))
         elif not labelled[vid][0].is_file():
             excluded.append((vid, "missing image", str(labelled[vid][0])))
@@ -310,7 +343,7 @@ def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=N
             labels.append(str(labelled[vid][1]))
             paths.append(str(videos[vid][0]))
     sources = {"bdd10k": str(base.resolve()), "bdd100k": str(bdd100k.resolve()), "search": list(search),
-               "max_error": max_error, "split_rule": "split file" if split_file else "crc32(id) % 8 == 0 -> val"}
+               "max_error": max_error, "min_contrast": min_contrast, "split_rule": "split file" if split_file else "crc32(id) % 8 == 0 -> val"}
     if not ids:
         return Plan(None, None, excluded, sources)
     shape = read_rgb(Path(images[0])).shape[:2]
@@ -321,8 +354,9 @@ def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=N
         extras={
             "eval_image": {"dtype": "uint8", "shape": [h, w, 3], "dims": ["y", "x", "rgb"], "fill": 0,
                            "doc": "the original BDD10k image (labels match it exactly); evaluate on it"},
-            "match": {"dtype": "float64", "shape": [4], "dims": ["field"], "fill": 0.0,
+            "match": {"dtype": "float64", "shape": [len(MATCH_FIELDS)], "dims": ["field"], "fill": 0.0,
                       "doc": f"video match record: {', '.join(MATCH_FIELDS)}"},
         },
     )
-    return Plan(spec, BddLoader(images, labels, paths, tuple(search), sorted(offsets), max_error, shape), excluded, sources)
+    return Plan(spec, BddLoader(images, labels, paths, tuple(search), sorted(offsets), max_error, shape,
+                                     min_contrast), excluded, sources)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from flowprep.errors import FlowprepError
+from flowprep.errors import FlowprepError, Unusable
 from flowprep.ingest.pattern import Pattern
 from flowprep.ingest.runner import Loaded, Plan
 from flowprep.labels import read_train_ids
@@ -71,13 +71,16 @@ class FrameLoader:
 
     def __call__(self, i: int) -> Loaded:
         manifest = load_manifest(self.dataset)
-        frames = np.stack([read_rgb(Path(p)) for p in self.frames[i]])
-        labels = np.stack([read_train_ids(manifest, Path(p)) for p in self.labels[i]])
-        for path, arr in [*zip(self.frames[i], frames), *zip(self.labels[i], labels)]:
-            if arr.shape[:2] != self.shape:
-                raise FlowprepError(f"{path}: size {arr.shape[1]}x{arr.shape[0]} differs from the dataset's "
-                                    f"{self.shape[1]}x{self.shape[0]}")
-        return Loaded(frames, labels)
+        frames = [self._sized(p, read_rgb(Path(p))) for p in self.frames[i]]
+        labels = [self._sized(p, read_train_ids(manifest, Path(p))) for p in self.labels[i]]
+        return Loaded(np.stack(frames), np.stack(labels))
+
+    def _sized(self, path: str, arr: np.ndarray) -> np.ndarray:
+        """`arr` if it has the dataset's size; else this sample is skipped with the file named."""
+        if arr.shape[:2] != self.shape:
+            raise Unusable("size mismatch", f"{path}: size {arr.shape[1]}x{arr.shape[0]} differs from the dataset's "
+                                            f"{self.shape[1]}x{self.shape[0]}")
+        return arr
 
 
 def plan_frames(dataset: str, root, split: str, offsets: list[int], split_file=None) -> Plan:

@@ -36,7 +36,9 @@ class Loaded:
 @dataclass
 class Plan:
     spec: StoreSpec | None  # None when planning found nothing usable
-    load: Callable[[int], Loaded] | None  # picklable; loads planned sample i or raises FlowprepError
+    # picklable; loads planned sample i or raises FlowprepError. Optional `describe(i, reader) -> dict`:
+    # the report of a complete sample rebuilt from the store (kept when a run is killed before saving it)
+    load: Callable[[int], Loaded] | None
     excluded: list[tuple[str, str, str]] = field(default_factory=list)  # (sample id, kind, detail) from planning
     sources: dict = field(default_factory=dict)  # provenance: what was read
 
@@ -98,6 +100,13 @@ def run_plan(plan: Plan, out: str, *, stage: str, workers: int = 1, progress: bo
             collect(*_process(index))
     bar.close()
     complete = sum(writer.is_complete(i) for i in range(len(plan.spec.sample_ids)))
+    describe = getattr(plan.load, "describe", None)  # a sample's report rebuilt from the store: a run killed
+    if describe is not None:  # before it saved its reports loses none of them
+        from flowprep.store import StoreReader
+
+        reader = StoreReader(out)
+        for i in np.flatnonzero(reader.complete()):
+            infos.setdefault(plan.spec.sample_ids[i], describe(int(i), reader))
     problems = sorted(plan.excluded) + sorted(failed)
     report = {"planned": len(plan.spec.sample_ids), "complete": complete,
               "excluded": [{"sample": s, "reason": k, "detail": d} for s, k, d in problems]}

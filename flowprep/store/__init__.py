@@ -4,7 +4,8 @@
 `reader` maps chunk files zero-copy, `verify` recomputes checksums.
 """
 
-from flowprep.store.layout import FLOW_MAX_PX, FLOW_SCALE, SCHEMA_VERSION, decode_flow, encode_flow, pair_name, pair_offsets
+from flowprep.store.layout import (FLOW_MAX_PX, FLOW_SCALE, SCHEMA_VERSION, decode_flow, encode_flow, flow_part, pair_name,
+                                   pair_offsets)
 from flowprep.store.reader import StoreReader
 from flowprep.store.writer import StoreSpec, StoreWriter, add_flow, create_store
 
@@ -19,6 +20,7 @@ __all__ = [
     "create_store",
     "decode_flow",
     "encode_flow",
+    "flow_part",
     "pair_name",
     "pair_offsets",
 ]

@@ -30,9 +30,14 @@ Window = tuple[int, int, int, int]  # (y0, y1, x0, x1), pixels, half-open
 
 
 class StoreReader:
-    def __init__(self, path, *, max_open: int = 256):
+    """`verify`: check each chunk file against its sample's checksum record the first time this process
+    reads it (one read and crc32c of the whole chunk, then memory-mapped as usual); a flipped byte is a
+    StoreError naming the file, never training data."""
+
+    def __init__(self, path, *, max_open: int = 256, verify: bool = False):
         self.root = Path(path)
         self.max_open = max_open
+        self.verify = verify
         self.attrs = L.read_store_attrs(self.root)
         self._metas: dict[str, L.ArrayMeta] = {}
         for part in L.store_parts(self.attrs):
@@ -43,15 +48,16 @@ class StoreReader:
 
     # -- pickling: carry the path only ---------------------------------------------------------
     def __getstate__(self):
-        return {"path": str(self.root), "max_open": self.max_open}
+        return {"path": str(self.root), "max_open": self.max_open, "verify": self.verify}
 
     def __setstate__(self, state):
-        self.__init__(state["path"], max_open=state["max_open"])
+        self.__init__(state["path"], max_open=state["max_open"], verify=state.get("verify", False))
 
     def _reset_process_state(self):
         self._pid = os.getpid()
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._zarr_arrays: dict = {}
+        self._verified: set[str] = set()  # chunk keys checked against their records in this process
 
     # -- store facts ---------------------------------------------------------------------------
     @property
@@ -150,12 +156,36 @@ class StoreReader:
             if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
                 raise ValueError(f"window {window} is not inside the {h}x{w} frame")
             spatial = (slice(y0, y1), slice(x0, x1))
-        if not meta.mappable:
-            return self._zarr_array(path)[(index, *inner, *spatial)]
         # Chunks are one sample (and one frame slot) thick and whole along the remaining axes.
         leading = (index, *inner)
-        chunk = self._map(meta, leading + (0,) * (len(meta.shape) - len(leading)))
+        coords = leading + (0,) * (len(meta.shape) - len(leading))
+        if self.verify:
+            self._verify_chunk(part, index, meta.chunk_key(coords))
+        if not meta.mappable:
+            return self._zarr_array(path)[(index, *inner, *spatial)]
+        chunk = self._map(meta, coords)
         return chunk[(0,) * len(leading) + spatial]
+
+    def _verify_chunk(self, part: str, index: int, key: str) -> None:
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        if key in self._verified:
+            return
+        import google_crc32c
+
+        keys = [k for p in L.part_arrays(part, self.attrs) for k in self._metas[p].sample_chunk_keys(index)]
+        record_file = self.root / self._metas[f"{L.CHECKSUMS}/{part}"].sample_chunk_keys(index)[0]
+        record = np.frombuffer(record_file.read_bytes(), dtype="<u8").reshape(-1, 2)
+        nbytes, crc = (int(v) for v in record[keys.index(key)])
+        file = self.root / key
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+        if len(data) != nbytes or google_crc32c.value(data) != crc:
+            raise StoreError(f"{file}: does not match its checksum record (corrupt; run `flowprep verify "
+                             f"{self.root}`)")
+        self._verified.add(key)
 
     def _map(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
         if self._pid != os.getpid():

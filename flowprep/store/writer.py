@@ -350,7 +350,12 @@ class StoreWriter:
             chunk = self.root / key
             for debris in chunk.parent.glob(f"{chunk.name}.*.partial"):
                 debris.unlink(missing_ok=True)
-        for path in L.part_arrays(part, self.attrs):
-            self._array(path)[index] = data[path]
-        record = np.array([_crc_file(self.root / key) for key in keys], dtype=np.uint64)
-        self._array(f"{L.CHECKSUMS}/{part}")[index] = record
+        try:
+            for path in L.part_arrays(part, self.attrs):
+                self._array(path)[index] = data[path]
+            record = np.array([_crc_file(self.root / key) for key in keys], dtype=np.uint64)
+            self._array(f"{L.CHECKSUMS}/{part}")[index] = record
+        except OSError as e:  # zarr's errors name no file: say which store and sample
+            sid = self.attrs["sample_ids"][index]
+            raise OSError(e.errno, f"{self.root}: writing sample {sid!r} ({part}) failed: "
+                                   f"{e.strerror or e}") from None

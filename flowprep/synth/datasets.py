@@ -254,7 +254,10 @@ def _bdd(seq: Sequence, root: Path) -> dict:
         with av.open(str(video_path), "w", format="mov", options={"movflags": "faststart"}) as out:
             stream = out.add_stream("libx264", rate=int(FPS["bdd"]))
             stream.width, stream.height, stream.pix_fmt = seq.camera.width, seq.camera.height, "yuv420p"
-            stream.options = {"crf": "18", "preset": "veryfast"}
+            # "Same seed, same files" for any --workers and machine: one encoder thread (x264's output follows
+            # its thread count, which follows the cores it sees) and no macroblock-tree rate control (with it,
+            # two runs of one seed wrote different first GOPs, frames 0-249, even in one process).
+            stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
             for f in job.frames:
                 rgb = frame_n if f == n else seq.image(seq.geometry(f, keep=f in needed), f)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):

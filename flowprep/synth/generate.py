@@ -51,6 +51,7 @@ PLAN = {
         "span": (-2, 1),
     },
 }
+BDD_VIDEO_END = 336  # frames 0..335: past the search window's end (330)
 BDD_DELTAS = (0, 1, 0, -2, 3, 0, -1)  # the labelled image is usually video frame 307, not always
 
 
@@ -84,7 +85,9 @@ def plan_jobs(scale: str, seed: int, datasets) -> list[Job]:
             for status in statuses:
                 vid = f"{rng.integers(16 ** 8):08x}-{rng.integers(16 ** 8):08x}"
                 n = 307 + BDD_DELTAS[k % len(BDD_DELTAS)]
-                frames = list(range(0, n + 1 + int(rng.integers(8, 24)))) if status in ("ok", "truncated") else [n]
+                # Real videos run 40 s (1200 frames); ours stop soon after the matcher's search window (280..330).
+                end = max(n + 1 + int(rng.integers(8, 24)), BDD_VIDEO_END)
+                frames = list(range(0, end)) if status in ("ok", "truncated") else [n]
                 extra = {"status": status, "video_split": ("train", "val")[k % 2],
                          "subdir": f"{10 + k}/" if k % 3 == 1 else "", "ids": {n: vid}}
                 jobs.append(Job("bdd", split, vid, frames, [n], _seed(seed, "bdd", vid), extra))

@@ -12,7 +12,7 @@ from flowprep.errors import FlowprepError
 from flowprep.ingest.pattern import Pattern
 from flowprep.labels import read_train_ids
 from flowprep.manifest import load_manifest
-from flowprep.viz import colourise, flow_to_rgb
+from flowprep.viz import colourise, flow_to_rgb, write_picture
 
 
 def sample_paths(root: Path, dataset: str, split: str, sample_id: str) -> tuple[Path, Path]:
@@ -37,12 +37,13 @@ def preview(root, out, zoom: int = 3) -> list[Path]:
     written = []
     for dataset, splits in summary["samples"].items():
         split = "train"
-        sample_id = splits[split][len(splits[split]) // 2]
+        # BDD's deliberately broken ids (no video, corrupt) have no flow truth: the middle sample of those that do
+        with_truth = [s for s in splits[split] if (root / "_truth" / dataset / split / f"{s}.npz").is_file()]
+        if not with_truth:
+            raise FlowprepError(f"{root / '_truth' / dataset / split}: no flow truth for any {dataset} sample")
+        sample_id = with_truth[len(with_truth) // 2]
         truth = np.load(root / "_truth" / dataset / split / f"{sample_id}.npz")
         key = "flow_0_-2" if dataset == "bdd" else "flow_0_-1"
-        if dataset == "bdd" and key not in truth:
-            sample_id = next(s for s in splits[split] if (root / "_truth" / dataset / split / f"{s}.npz").exists())
-            truth = np.load(root / "_truth" / dataset / split / f"{sample_id}.npz")
         frame_path, label_path = sample_paths(root, dataset, split, sample_id)
         frame = cv2.imread(str(frame_path))[..., ::-1]
         label = colourise(read_train_ids(load_manifest(dataset), label_path))
@@ -50,6 +51,6 @@ def preview(root, out, zoom: int = 3) -> list[Path]:
         panel = np.concatenate([frame, label, flow], axis=1)
         panel = cv2.resize(panel, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
         path = out / f"{dataset}.png"
-        cv2.imwrite(str(path), panel[..., ::-1])
+        write_picture(path, panel)
         written.append(path)
     return written

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from flowprep.store import StoreReader
+from flowprep.store import StoreReader, flow_part
 from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_mask, random_box
 
 IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RGB, 0..255
@@ -36,6 +36,7 @@ class SampleSpec:
     labels: bool = True  # False for unlabelled target training samples
     rare_min_pixels: float = 0  # rare class sampling: the crop must hold more pixels of the drawn class
     rare_retries: int = 10
+    verify: bool = False  # check each chunk against its checksum record on first read (StoreReader)
 
 
 def normalise(rgb: np.ndarray) -> torch.Tensor:
@@ -54,11 +55,16 @@ class StoreSamples(torch.utils.data.Dataset):
 
     def __init__(self, spec: SampleSpec):
         self.spec = spec
-        self.reader = StoreReader(spec.store)
-        usable = self.reader.complete()
+        self.reader = StoreReader(spec.store, verify=spec.verify)
+        usable = self.reader.complete().copy()
+        why = np.where(usable, "", "incomplete in the store (no checksum record)").astype(object)
         for pair in spec.flows:
-            usable &= self.reader.complete(f"flow_{pair}")
+            flow_ok = self.reader.complete(flow_part(pair))
+            why[usable & ~flow_ok] = f"flow {pair} incomplete (no checksum record)"
+            usable &= flow_ok
         self.indices = np.flatnonzero(usable).tolist()
+        # what training leaves out, with the reason: logged by `vdatrain fit`, never dropped silently
+        self.skipped = {self.reader.sample_ids[i]: str(why[i]) for i in np.flatnonzero(~usable)}
         self.epoch = 0
         self._margin = margin_mask(self.reader.resolution) if spec.margins else None
 

@@ -126,6 +126,17 @@ def test_a_corrupt_frame_excludes_its_sample_and_nothing_else(synth_tiny, tmp_pa
     assert "002_00020: unreadable input:" in result.output and "002_00019.jpg: not a readable image" in result.output
 
 
+def test_a_frame_of_another_size_excludes_its_sample_and_the_ingest_goes_on(synth_tiny, tmp_path):
+    root = tmp_path / "raw"
+    shutil.copytree(synth_tiny / "train", root / "train")
+    odd = root / "train/img/002/002_00018.jpg"
+    cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(odd)), (101, 57)))
+    result = ingest("viper", "--root", root, "--out", tmp_path / "v.zarr", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    assert StoreReader(tmp_path / "v.zarr").complete().tolist() == [True, True, True, False]
+    assert f"002_00020: size mismatch: {odd}: size 101x57 differs from the dataset's" in result.output
+
+
 def test_nothing_usable_and_bad_arguments_exit_2(synth_tiny, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -30,3 +30,12 @@ def test_preview_writes_one_picture_per_replica(synth_tiny, tmp_path):
 def test_preview_of_a_folder_that_is_not_a_replica_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(cli, ["synth-preview", str(tmp_path), "--out", str(tmp_path / "p")])
     assert result.exit_code == 2 and "_truth/synth.json: missing" in result.output
+
+
+def test_preview_skips_the_broken_bdd_ids_whatever_the_seed(tmp_path):
+    """Seed 5 put a BDD id without a video (so without flow truth) in the middle of the list."""
+    assert CliRunner().invoke(cli, ["synth", "--out", str(tmp_path / "raw"), "--scale", "tiny", "--seed", "5",
+                                    "--datasets", "bdd"]).exit_code == 0
+    result = CliRunner().invoke(cli, ["synth-preview", str(tmp_path / "raw"), "--out", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(tmp_path / "p/bdd.png")) is not None
