@@ -1,7 +1,8 @@
 """`flowprep` command line. Heavy imports (zarr, torch, ptlflow) happen inside commands.
 
-Exit status: 0 success; 1 the command ran and found a problem (e.g. `verify`
-found corrupt chunks); 2 bad arguments or bad input (the message names it).
+Exit status (flowprep.exits, shared with vdatrain): 0 success; 1 the command ran and found a
+problem (e.g. `verify` found corrupt chunks) or the environment failed it (permission, disk full);
+2 bad arguments or bad input. Either failure is one line naming the file or key.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import click
 
 from flowprep import __version__
 from flowprep.errors import FlowprepError
+from flowprep.exits import invoke_guarded
 
 
 class _Group(click.Group):
-    """Turns FlowprepError into a one-line message and exit status 2 instead of a traceback."""
+    """FlowprepError: one line, exit 2; an environment failure (OSError): one line, exit 1 (flowprep.exits)."""
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except FlowprepError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+        return invoke_guarded(self, ctx, (FlowprepError,))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,18 +143,24 @@ def _search(ctx, param, value: str):
               help="Video frames (0-based decode count) searched for the BDD10k image.")
 @click.option("--max-error", type=float, default=12.0, show_default=True,
               help="Accept a match only below this mean absolute grey-level difference (full resolution).")
+@click.option("--min-contrast", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="The best frame must stand out from its window: its quarter-resolution score at most "
+                   "(1 - this) x the window's median (waived under 4 grey levels, a car standing still).")
 @click.option("--from-splits", default="train", show_default=True,
               help="BDD10k label splits to take ids from (comma-separated; the paper used train only).")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
-def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, from_splits, workers):
+def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, min_contrast, from_splits,
+                 workers):
     """Build BDDVid: match each labelled BDD10k image to a frame of its BDD100K video.
 
     Seeks to the search window instead of decoding from the start, checks
     orientation against the BDD10k image, and stores the video frames at the
     offsets around the matched frame (for training) beside the original BDD10k
     image (for evaluation; the labels match it exactly) and the match record.
-    Ids without a video, with an unreadable or truncated video, or with no frame
-    under --max-error are excluded and reported. Exits 0 when at least one
+    Ids without a video, with an unreadable video or one that ends before the
+    search window does, with no frame under --max-error or none that stands out
+    (--min-contrast), and labelled images missing from the chosen splits'
+    images are excluded and reported. Exits 0 when at least one
     sample is in the store, 2 when none or on bad arguments.
     """
     from flowprep.ingest.bddvid import plan_bddvid
@@ -164,7 +168,7 @@ def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_e
 
     splits = tuple(s.strip() for s in from_splits.split(",") if s.strip())
     plan = plan_bddvid(bdd10k, bdd100k, split, offsets, split_file=split_file, search=search, max_error=max_error,
-                       from_splits=splits)
+                       min_contrast=min_contrast, from_splits=splits)
     result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=sys.stderr.isatty())
     click.echo(format_summary(result))
     if result.complete == 0:
@@ -195,7 +199,8 @@ def _tile(ctx, param, value):
               help="One worker process per GPU (0: run on the CPU).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="CPU worker processes.")
 @click.option("--shard", default="0/1", show_default=True,
-              help="I/N: this machine computes the items j with j % N == I (e.g. a SLURM array task).")
+              help="I/N: this process computes the items j with j % N == I; auto: I and N from the scheduler "
+                   "(torchrun's RANK/WORLD_SIZE, a SLURM array task and srun task), logged at the start.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
               help="ptlflow models: autocast precision (fp16 needs a GPU).")
 @click.option("--tile", callback=_tile, default=None,
@@ -213,9 +218,14 @@ def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precis
     flow_valid/<pair>. Resumable: pairs already complete are skipped. Validity:
     target in frame, forward-backward consistent, off the ego vehicle.
     """
-    from flowprep.flow.job import EngineSpec, parse_pairs, parse_shard, run_flow
+    import os
+
+    from flowprep.flow.job import EngineSpec, parse_pairs, parse_shard, run_flow, shard_from_environment
 
     spec = EngineSpec(model, ckpt, random_weights, precision, tile, overlap)
+    if shard.strip() == "auto":
+        i, n, where = shard_from_environment(os.environ)
+        click.echo(f"shard {i}/{n} ({where})", err=True)
     summary = run_flow(store, spec, parse_pairs(pairs) if pairs else None, shard=parse_shard(shard), gpus=gpus,
                        workers=workers, batch=batch, consistency=not no_consistency, progress=sys.stderr.isatty())
     click.echo(f"{store}: pairs {', '.join(summary['pairs'])}; {summary['items']} flows computed now "
@@ -278,12 +288,12 @@ def flow_export(store, pair, out, fmt):
     """Write a stored flow pair as one file per sample ({sample_id}.png or .flo)."""
     from pathlib import Path
 
-    import cv2
     import numpy as np
     from tqdm import tqdm
 
     from flowprep.flow.formats import write_flo, write_kitti
     from flowprep.store import StoreReader
+    from flowprep.viz import write_picture
 
     r = StoreReader(store)
     if pair not in r.flow_pairs:
@@ -296,7 +306,7 @@ def flow_export(store, pair, out, fmt):
             write_kitti(Path(out) / f"{sid}.png", flow, valid)
         else:
             write_flo(Path(out) / f"{sid}.flo", flow)
-            cv2.imwrite(str(Path(out) / f"{sid}_valid.png"), valid.astype(np.uint8) * 255)
+            write_picture(Path(out) / f"{sid}_valid.png", valid.astype(np.uint8) * 255)
     click.echo(f"{out}: {int(done.sum())} {fmt} files ({len(done) - int(done.sum())} samples have no such flow)")
 
 
@@ -308,20 +318,16 @@ def flow_export(store, pair, out, fmt):
 @click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True)
 def flow_show(store, sample_id, pair, out, zoom):
     """Save a PNG of a sample's frame | flow (hue = direction, saturation = magnitude, invalid black) | validity."""
-    import cv2
-
-    from flowprep.flow.show import flow_picture
-
     from pathlib import Path
 
+    from flowprep.flow.show import flow_picture
+    from flowprep.viz import write_picture
+
+    if Path(out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"):
+        raise FlowprepError(f"--out {out}: not an image file name (give a .png)")
     picture = flow_picture(store, sample_id, pair, zoom)
-    try:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        written = cv2.imwrite(out, picture[..., ::-1])
-    except (OSError, cv2.error) as e:
-        raise FlowprepError(f"{out}: could not write the picture ({e})") from None
-    if not written:  # OpenCV reports an unwritable file or unknown extension only by returning False
-        raise FlowprepError(f"{out}: could not write the picture (folder not writable, or not a .png name?)")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable place is an OSError: exit 1
+    write_picture(out, picture)
     click.echo(out)
 
 

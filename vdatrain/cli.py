@@ -1,6 +1,7 @@
 """`vdatrain` command line. torch is imported inside commands so `--help` stays quick.
 
-Exit status: 0 success; 2 bad arguments, recipe or input (one line naming the key or file).
+Exit status (flowprep.exits): 0 success; 1 the environment failed the command (permission, disk full) or a
+check failed; 2 bad arguments, recipe or input. Either failure is one line naming the key or file.
 """
 
 from __future__ import annotations
@@ -18,18 +19,15 @@ from vdatrain import __version__
 
 
 class _Group(click.Group):
-    """Turns recipe, store and weights errors into a one-line message and exit status 2."""
+    """Recipe, store and weights errors: one line, exit 2; environment failures: one line, exit 1 (flowprep.exits)."""
 
     def invoke(self, ctx):
         from flowprep.errors import FlowprepError
+        from flowprep.exits import invoke_guarded
         from vdatrain.models.weights import WeightsError
         from vdatrain.recipe import RecipeError
 
-        try:
-            return super().invoke(ctx)
-        except (RecipeError, FlowprepError, WeightsError) as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(2)
+        return invoke_guarded(self, ctx, (RecipeError, FlowprepError, WeightsError))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -119,15 +117,17 @@ def recipes(show):
 def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     """Evaluate a checkpoint on the recipe's eval store: sliding windows, mIoU under both protocols.
 
+    Under torchrun (--nproc-per-node N -m vdatrain eval ...) each process predicts every N-th image and the
+    counts are summed: the same results as one process, N times sooner.
+
     The standard protocol excludes pixels labelled with a non-evaluated class; the
     reference's ("unifiedvideoda", the paper's numbers) also excludes pixels predicted
     as one. The recipe's eval.protocol is the one printed first.
     """
     from pathlib import Path
 
-    import torch
-
     from flowprep.store import StoreReader
+    from vdatrain import distributed
     from vdatrain.evaluate import evaluate, markdown, report
     from vdatrain.models import build_model
     from vdatrain.models.checkpoints import load_checkpoint_weights
@@ -140,16 +140,23 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
     meters, skipped = ({} if temporal else None), []
-    conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes,
-                    "cuda" if torch.cuda.is_available() else "cpu", progress=sys.stderr.isatty(),
-                    pictures=pictures, picture_dir=out / "pictures", temporal=meters, skipped=skipped)
+    d = distributed.setup(r.train.dist_timeout_min)  # under torchrun: each process evaluates its share
+    try:
+        conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes, d.device,
+                        progress=sys.stderr.isatty() and d.main, pictures=pictures, picture_dir=out / "pictures",
+                        temporal=meters, skipped=skipped, verify=r.train.verify_reads, dist=d)
+    finally:
+        distributed.teardown()
+    if not d.main:
+        return
     datasets = [StoreReader(s).attrs["dataset"] for s in (r.source.store, r.eval.store)]
     run = {"recipe": r.name, "label": r.label or r.name, "shift": " -> ".join(datasets),
            "protocol": r.eval.protocol, "checkpoint": ckpt, "branch": branch}
     result = report(conf, r.eval.classes, out, meters, run, skipped)
     if skipped:
-        click.echo(f"warning: {len(skipped)} samples or temporal pairs skipped (their partner frame or flow is "
-                   f"missing from {r.eval.store}): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}; "
+        click.echo(f"warning: {len(skipped)} samples or temporal pairs skipped (incomplete in {r.eval.store}, or "
+                   f"their partner frame or flow is missing): {', '.join(skipped[:5])}"
+                   f"{' ...' if len(skipped) > 5 else ''}; "
                    f"listed in {out / 'results.json'}", err=True)
     result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
                       **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
@@ -244,6 +251,88 @@ def _check_in_subprocess(name: str, sets: list[str], iters: int, narrow: bool, v
     return {"recipe": name, "ok": False, "step": "process", "error": tail}
 
 
+def _seeds(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers like 1,2,3") from None
+
+
+def _slurm_extra(ctx, param, values):
+    extra = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{v!r}: write KEY=VALUE (an sbatch option without its dashes)")
+        extra[key] = value
+    return extra
+
+
+@cli.command()
+@click.argument("recipes", nargs=-1)
+@click.option("--out", required=False, type=click.Path(file_okay=False, path_type=str),
+              help="The sweep folder: one run folder per recipe and seed (<out>/<recipe>/seed<N>), sweep.json.")
+@click.option("--seeds", callback=_seeds, default=None, help="Seeds, e.g. 1,2,3 (default: each recipe's own).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value (every run).")
+@click.option("--launcher", type=click.Choice(["local", "slurm", "submitit-local"]), default="local",
+              show_default=True, help="local: over the visible GPUs, one run per --gpus-per-run GPUs (CPU: one "
+                                      "after the other); slurm: one job per run (submitit), requeued on preemption; "
+                                      "submitit-local: the slurm jobs run on this machine, waited for.")
+@click.option("--gpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs of one run (more than one: torchrun inside the run; the recipe's batch is global).")
+@click.option("--status", "show_status", is_flag=True,
+              help="Show what is done, running, interrupted or failed (with the log tail) in --out; launch nothing.")
+@click.option("--partition", default=None, help="slurm: partition.")
+@click.option("--time-min", type=click.IntRange(min=1), default=24 * 60, show_default=True,
+              help="slurm: time limit per job, minutes (a job that reaches it is requeued and resumes).")
+@click.option("--account", default=None, help="slurm: account.")
+@click.option("--qos", default=None, help="slurm: quality of service.")
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=8, show_default=True,
+              help="slurm: CPUs per job (DataLoader workers).")
+@click.option("--mem-gb", type=click.IntRange(min=1), default=None, help="slurm: memory per job, GB.")
+@click.option("--slurm-extra", "slurm_extra", multiple=True, callback=_slurm_extra, metavar="KEY=VALUE",
+              help="slurm: any further sbatch option, e.g. --slurm-extra constraint=a100.")
+def sweep(recipes, out, seeds, overrides, launcher, gpus_per_run, show_status, partition, time_min, account, qos,
+          cpus_per_run, mem_gb, slurm_extra):
+    """Run RECIPES x SEEDS, one resumable run each (`vdatrain fit` then `vdatrain eval`) under --out.
+
+    RECIPES are files, shipped names, or globs over shipped names (quote them: 'dlv2-hrda-*-viper-cs'
+    selects a row set of a paper table). Every recipe is validated first; nothing starts if one is bad.
+    Starting the same sweep again skips finished runs and resumes the others from their checkpoints.
+    Then: `vdatrain report OUT` (seeds as mean +- std). Exit 0 when every run launched here finished
+    (or was submitted, on slurm), 1 when one failed.
+    """
+    from vdatrain import sweep as sw
+
+    if not out:
+        raise click.UsageError("--out is required (the sweep folder)")
+    if show_status:
+        rows = sw.status(out)
+        click.echo(sw.format_status(rows))
+        sys.exit(1 if any(r["state"] == "failed" for r in rows) else 0)
+    if not recipes:
+        raise click.UsageError("give at least one recipe (a file, a shipped name or a glob)")
+    runs = sw.plan(list(recipes), seeds, list(overrides), out, gpus_per_run)
+    sw.save(out, runs, launcher)
+
+    def say(line):
+        click.echo(f"[{__import__('time').strftime('%H:%M:%S')}] {line}", err=True)
+
+    say(f"sweep {out}: {len(runs)} runs ({launcher})")
+    if launcher == "local":
+        results = sw.run_local(runs, gpus_per_run, say)
+        failed = [n for n, rc in results.items() if rc]
+    else:
+        options = sw.SlurmOptions(partition, time_min, account, qos, cpus_per_run, mem_gb, slurm_extra)
+        sw.submit(runs, out, options, gpus_per_run, "slurm" if launcher == "slurm" else "local", say)
+        failed = [r.name for r in runs if r.state()["state"] == "failed"]
+    if failed:
+        say(f"{len(failed)} runs failed: {', '.join(failed)} (vdatrain sweep --status --out {out})")
+        sys.exit(1)
+
+
 @cli.command("report")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
@@ -252,13 +341,28 @@ def report_cmd(folders, out):
     """Gather finished evaluations into the paper's table layout: methods (the recipes' `label`) as rows,
     domain shifts as columns, then PL-PredConsis-mIoU per frame distance.
 
-    FOLDERS are evaluation folders written by `vdatrain eval --out`, or run folders holding eval/.
-    Runs of one label on one shift (seeds) are shown as mean ± std (n).
+    FOLDERS are evaluation folders written by `vdatrain eval --out`, run folders holding eval/, or sweep
+    folders (`vdatrain sweep --out`: their finished runs). Runs of one label on one shift (seeds) are shown
+    as mean ± std (n).
     """
-    from vdatrain import report as rep
+    from pathlib import Path
 
+    from vdatrain import report as rep
+    from vdatrain import sweep as sw
+
+    expanded = []
+    for f in folders:
+        if (Path(f) / sw.SWEEP_FILE).is_file():
+            runs = sw.run_dirs(f)
+            done = [d for d in runs if (d / "eval/results.json").is_file()]
+            if len(done) < len(runs):
+                click.echo(f"warning: {f}: {len(runs) - len(done)} of {len(runs)} runs have no evaluation yet "
+                           f"(vdatrain sweep --status --out {f})", err=True)
+            expanded += done
+        else:
+            expanded.append(f)
     try:
-        rows = [rep.load(f) for f in folders]
+        rows = [rep.load(f) for f in expanded]
     except rep.ReportError as e:
         raise click.BadParameter(str(e), param_hint="FOLDERS") from None
     click.echo(rep.markdown(rows), nl=False)

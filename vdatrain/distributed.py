@@ -8,6 +8,7 @@ A plain `vdatrain fit` is the one-process case of the same code.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -34,9 +35,22 @@ class Dist:
             raise RecipeError(f"{what}: {len(items)} does not split over {self.world} processes (the recipe's batch "
                               f"is the global one); run {', '.join(str(k) for k in range(1, len(items) + 1) if len(items) % k == 0)} "
                               f"processes, or set a larger global batch with --set {what}=N (scale optim.lr with it), "
-                              f"or run separate recipes or seeds side by side")
+                              f"or run recipes or seeds side by side, one per GPU, with `vdatrain sweep`")
         n = len(items) // self.world
         return items[self.rank * n:(self.rank + 1) * n]
+
+    def share(self, items: list) -> list:
+        """This process's share of work items that need not split evenly (evaluation images): every
+        world-th item from this rank on."""
+        return items[self.rank::self.world]
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of `tensor` over every process (a copy, on `tensor`'s device); exact for integers."""
+        if self.world == 1:
+            return tensor
+        out = tensor.to(self.device, copy=True)  # NCCL reduces device tensors only
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out.to(tensor.device)
 
     def gather(self, obj) -> list:
         """`obj` from every process, in rank order (a one-element list in a single process)."""
@@ -52,8 +66,9 @@ def process_device() -> torch.device:
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
 
 
-def setup() -> Dist:
-    """Join the torchrun process group when launched by torchrun; else a single process."""
+def setup(timeout_min: float | None = None) -> Dist:
+    """Join the torchrun process group when launched by torchrun; else a single process. `timeout_min`: how long
+    a collective may wait for the slowest process (train.dist_timeout_min) before the job is stopped."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     device = process_device()
@@ -62,7 +77,8 @@ def setup() -> Dist:
     if cuda:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        timeout = {"timeout": datetime.timedelta(minutes=timeout_min)} if timeout_min else {}
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None, **timeout)
     return Dist(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
 
 

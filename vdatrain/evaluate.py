@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from flowprep.manifest import load_classes
-from flowprep.store import StoreReader, pair_name, pair_offsets
+from flowprep.store import StoreReader, flow_part, pair_name, pair_offsets
 from vdatrain.data.samples import normalise
 from vdatrain.inference import slide_logits
 from vdatrain.metrics.miou import PROTOCOLS, confusion, iou_per_class
@@ -29,16 +29,14 @@ from vdatrain.warp import warp
 def save_pictures(out_dir: Path, sample_id: str, rgb: np.ndarray, pred: np.ndarray, label: np.ndarray) -> None:
     """`<id>.png`: image | prediction blended 50% over the image | ground truth; `<id>_pred.png`: the
     prediction in the Cityscapes palette. (H, W, 3) uint8 RGB, (H, W) trainIds."""
-    import cv2
-
-    from flowprep.viz import colourise
+    from flowprep.viz import colourise, write_picture
 
     out_dir.mkdir(parents=True, exist_ok=True)
     colour = colourise(pred)
     overlay = (rgb.astype(np.uint16) + colour) // 2
     panel = np.concatenate([rgb, overlay.astype(np.uint8), colourise(label)], axis=1)
-    cv2.imwrite(str(out_dir / f"{sample_id}.png"), panel[..., ::-1])
-    cv2.imwrite(str(out_dir / f"{sample_id}_pred.png"), colour[..., ::-1])
+    write_picture(out_dir / f"{sample_id}.png", panel)
+    write_picture(out_dir / f"{sample_id}_pred.png", colour)
 
 
 def temporal_pairs(reader: StoreReader) -> list[str]:
@@ -59,7 +57,7 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
         return predict(model, rgb, num_classes, window, stride, device)
     partner = offset + pair_offsets(model.pair)[1]  # ACCEL pairs start at frame t (the recipe checks it)
     pair = pair_name(offset, partner)
-    if partner not in reader.frame_offsets or pair not in reader.flow_pairs or not reader.complete(f"flow_{pair}")[i]:
+    if partner not in reader.frame_offsets or pair not in reader.flow_pairs or not reader.complete(flow_part(pair))[i]:
         return None
 
     def image(a: np.ndarray) -> torch.Tensor:
@@ -77,7 +75,8 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
              progress: bool = False, pictures: int = 0, picture_dir=None,
-             temporal: dict | None = None, skipped: list | None = None, limit: int | None = None) -> np.ndarray:
+             temporal: dict | None = None, skipped: list | None = None, limit: int | None = None,
+             verify: bool = False, dist=None) -> np.ndarray:
     """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
     `pictures` samples go to `picture_dir`. With a `temporal` dict, also the temporal metrics: it is
     filled with {pair: TemporalMeter} for every pair of `temporal_pairs` (one more prediction per
@@ -88,9 +87,19 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     or temporal pairs it cannot predict (the store lacks the partner's frame or flow) are appended
     to `skipped` as "<sample id>" or "<sample id>/<pair>" rather than silently dropped.
 
-    `limit`: only the first `limit` complete samples (`vdatrain check` evaluates one)."""
-    reader = StoreReader(store)
+    Samples (or temporal pairs) the store holds incompletely (no checksum record) are listed in
+    `skipped` too, as "<sample id> (incomplete ...)". `verify`: check every chunk against its record
+    on first read (a corrupt chunk is a StoreError naming the file).
+
+    `limit`: only the first `limit` complete samples (`vdatrain check` evaluates one).
+
+    `dist` (a `vdatrain.distributed.Dist` of several processes): each process predicts every world-th
+    image and the counts are summed over the processes, so every process returns the result of the
+    whole set (integer counts: identical to one process); `skipped` lists every process's skips, in order."""
+    reader = StoreReader(store, verify=verify)
     skipped = [] if skipped is None else skipped
+    skipped += [f"{reader.sample_ids[i]} (incomplete in the store: no checksum record)"
+                for i in np.flatnonzero(~reader.complete())]
     pairs = temporal_pairs(reader) if temporal is not None else []
     for pair in pairs:
         temporal[pair] = TemporalMeter(num_classes)
@@ -98,29 +107,39 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     model.eval().to(device)
     conf = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     at = partial(frame_prediction, model, reader, num_classes=num_classes, window=window, stride=stride, device=device)
-    for n, i in enumerate(tqdm(np.flatnonzero(reader.complete())[:limit], desc="eval", unit="image",
-                               disable=not progress)):
+    order = list(enumerate(np.flatnonzero(reader.complete())[:limit]))  # (n, sample index): n picks the pictures
+    mine = dist.share(order) if dist is not None else order
+    local_skips: list[tuple[int, str]] = []
+    for n, i in tqdm(mine, desc="eval", unit="image", disable=not progress):
         sample = reader.sample_ids[i]
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
         pred, label = at(i, 0, rgb=rgb), torch.from_numpy(np.array(reader.label(i, 0)))
         if pred is None:
-            skipped.append(sample)
+            local_skips.append((n, sample))
             continue
         conf += confusion(pred, label, num_classes)
         if n < pictures:
             save_pictures(Path(picture_dir), sample, rgb, pred.numpy().astype(np.uint8), label.numpy())
-        pairs_here = [pair for pair in pairs if reader.complete(f"flow_{pair}")[i]]
+        pairs_here = [pair for pair in pairs if reader.complete(flow_part(pair))[i]]
+        local_skips += [(n, f"{sample}/{pair} (incomplete flow: no checksum record)") for pair in pairs
+                        if pair not in pairs_here]
         if pairs_here and use_eval_image:  # the flows start at video frame t, not at the BDD10k image
             pred = at(i, 0)
         for pair in pairs_here:
             pred_k = at(i, reader.flow_pairs[pair]["to_offset"])
             if pred_k is None:
-                skipped.append(f"{sample}/{pair}")
+                local_skips.append((n, f"{sample}/{pair}"))
                 continue
             flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None]
             valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
             warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
             temporal[pair].add(pred, warped[0, 0], ok[0], label)
+    if dist is not None and dist.world > 1:
+        conf = dist.sum(conf)
+        for meter in temporal.values() if temporal is not None else ():
+            meter.all_reduce(dist)
+        local_skips = [s for part in dist.gather(local_skips) for s in part]
+    skipped += [s for _, s in sorted(local_skips)]
     return conf.numpy()
 
 

@@ -194,6 +194,12 @@ class TrainSpec:
     log_every: PosInt = 50
     eval_every: NonNegInt = 4000
     checkpoint_every: PosInt = 2000
+    # check every chunk against its checksum record on first read (a flipped byte stops the run naming the
+    # file); costs one extra read of each chunk per DataLoader worker
+    verify_reads: bool = False
+    # how long a collective may wait for the slowest process under torchrun (evaluation is sharded, so no
+    # process waits a whole evaluation); NCCL's own default is 10 minutes
+    dist_timeout_min: PosFloat = 30.0
 
 
 @dataclass
@@ -424,6 +430,23 @@ def _model_checks(r: Recipe) -> None:
             raise RecipeError(f"model.hrda.detail_crop: {list(detail)} does not fit inside {key} {list(size)}")
 
 
+STORE_DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bddvid")  # what flowprep writes
+SPLITS = ("train", "val", "test")
+
+
+def _check_store_name(key: str, reader) -> None:
+    """A store named like flowprep's documented `{dataset}_{split}.zarr` must hold that dataset and split."""
+    stem = reader.root.name.removesuffix(".zarr")
+    for dataset in STORE_DATASETS:
+        if stem == dataset or stem.startswith(dataset + "_"):
+            split = stem[len(dataset) + 1:]
+            held = (reader.attrs["dataset"], reader.attrs["split"])
+            if held[0] != dataset or (split in SPLITS and held[1] != split):
+                raise RecipeError(f"{key}: {reader.root} is named for {dataset}{' ' + split if split in SPLITS else ''}"
+                                  f" but holds {held[0]} {held[1]} (a store copied under another name?)")
+            return
+
+
 def check_paths(recipe: Recipe, weights: bool = True) -> None:
     """Every store opens as a flowprep store and (with `weights`, for training) every weight file exists and the
     training crops fit their stores' frames; errors name the key."""
@@ -439,6 +462,8 @@ def check_paths(recipe: Recipe, weights: bool = True) -> None:
             readers[key.split(".")[0]] = StoreReader(store)
         except StoreError as e:
             raise RecipeError(f"{key}: {e}") from None
+    for key, store in stores:  # a store of another dataset copied under the recipe's store name trains silently
+        _check_store_name(key, readers[key.split(".")[0]])
     needs = {part: (getattr(recipe, part).offsets, getattr(recipe, part).flows) for part in ("source", "target")
              if getattr(recipe, part) is not None}
     if recipe.model.accel:  # dual-frame evaluation

@@ -23,8 +23,10 @@ iteration), `tb/` (TensorBoard scalars), `recipe.json`, `run.json`, `eval/iter_N
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, fields
 from functools import partial
@@ -49,11 +51,11 @@ from vdatrain.runlog import RunLog
 CHECKPOINT = "checkpoint.pt"
 
 
-def samples(data: DataSpec, seed: int, labels: bool = True, rcs=None) -> StoreSamples:
+def samples(data: DataSpec, seed: int, labels: bool = True, rcs=None, verify: bool = False) -> StoreSamples:
     rare = {"rare_min_pixels": rcs.min_pixels * rcs.min_crop_ratio, "rare_retries": rcs.retries} if rcs else {}
     return StoreSamples(SampleSpec(store=data.store, crop=data.crop, scale=data.scale, offsets=tuple(data.offsets),
                                    flows=tuple(data.flows), max_class_ratio=data.max_class_ratio,
-                                   margins=data.margins, seed=seed, labels=labels, **rare))
+                                   margins=data.margins, seed=seed, labels=labels, verify=verify, **rare))
 
 
 def iteration_seed(seed: int, it: int, rank: int) -> int:
@@ -68,10 +70,35 @@ def to_device(batch, device: torch.device):
     return batch
 
 
+class _RecordingFile(io.FileIO):
+    """A file that keeps the OSError of a failed write: torch.save reports a full disk as a RuntimeError
+    ("unexpected pos ..."), which names neither the file nor the cause."""
+
+    error: OSError | None = None
+
+    def write(self, data):
+        try:
+            return super().write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
+    """Write `state` to `path` atomically: a kill or a full disk leaves the previous checkpoint intact and no
+    temporary file behind; a failed write is an OSError naming the file (the CLI's exit 1)."""
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint intact
+    f = None
+    try:
+        with _RecordingFile(tmp, "wb") as f:
+            torch.save(state, f)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        cause = (f.error if f is not None else None) or (e if isinstance(e, OSError) else None)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, f"{path}: the checkpoint could not be written ({cause.strerror})") from None
+    os.replace(tmp, path)
 
 
 SCHEDULE = ["train.iters", *(f"optim.{f.name}" for f in fields(OptimSpec))]  # what a resume may change if allowed
@@ -116,7 +143,7 @@ def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method, allow_
 def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = None,
         allow_schedule_change: bool = False) -> list[dict]:
     """Train (or resume) the recipe's model; returns the records logged by this call (main process)."""
-    d = distributed.setup()
+    d = distributed.setup(recipe.train.dist_timeout_min)
     try:
         return _fit(recipe, Path(run_dir), d, progress, run_info or {}, allow_schedule_change)
     finally:
@@ -149,13 +176,21 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
     rcs = recipe.adapt.rcs if recipe.adapt else None
-    source = samples(recipe.source, t.seed, rcs=rcs)
+    source = samples(recipe.source, t.seed, rcs=rcs, verify=t.verify_reads)
     refine = recipe.adapt.refine if recipe.adapt else None
     oracle = refine is not None and refine.strategy.startswith("oracle")  # the only use of target labels in training
-    target = samples(recipe.target, t.seed, labels=oracle) if recipe.target else None
+    target = samples(recipe.target, t.seed, labels=oracle, verify=t.verify_reads) if recipe.target else None
     chooser = RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, t.seed) if rcs else None
     batches = IterationBatches(source, t.batch_size, t.seed, d, target=target, choose_source=chooser)
     log = RunLog(run_dir, enabled=d.main)
+    skipped = {name: s.skipped for name, s in (("source", source), ("target", target)) if s is not None and s.skipped}
+    if skipped:
+        log.write({"iteration": start, "skipped": skipped})
+    if skipped and d.main:
+        for name, ids in skipped.items():
+            sid, why = next(iter(ids.items()))
+            print(f"warning: {len(ids)} {name} samples left out of training ({sid}: {why}"
+                  f"{', ...' if len(ids) > 1 else ''}); listed in {run_dir / 'log.jsonl'}", file=sys.stderr)
     if chooser is not None and start == 0:
         log.write({"iteration": 0, "rcs_classes": chooser.classes.tolist(), "rcs_p": chooser.p.round(4).tolist(),
                    "rcs_classes_without_samples": chooser.dropped})
@@ -201,18 +236,19 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "method": method.state_dict(),
                     "iteration": done, "recipe": asdict(recipe), "processes": d.world})
                 log.write({"iteration": done, "checkpoint": CHECKPOINT, "replicas_in_sync": in_sync})
-        if t.eval_every and done % t.eval_every == 0 and d.main:
-            log.write({"iteration": done, **evaluate_run(recipe, model, run_dir / "eval" / f"iter_{done}", d.device)})
+        if t.eval_every and done % t.eval_every == 0:  # every process evaluates its share of the images
+            log.write({"iteration": done, **evaluate_run(recipe, model, run_dir / "eval" / f"iter_{done}", d)})
             net.train()
     bar.close()
     log.close()
     return records
 
 
-def evaluate_run(recipe: Recipe, model: torch.nn.Module, out_dir: Path, device) -> dict:
-    """mIoU of the current model on the recipe's eval store, as log fields ("miou/<protocol>")."""
+def evaluate_run(recipe: Recipe, model: torch.nn.Module, out_dir: Path, d: distributed.Dist) -> dict:
+    """mIoU of the current model on the recipe's eval store, as log fields ("miou/<protocol>"); every process
+    predicts its share of the images, the main one writes the files."""
     from vdatrain.evaluate import evaluate, report
 
     e = recipe.eval
-    conf = evaluate(model, e.store, e.window, e.stride, recipe.model.num_classes, device)
-    return {f"miou/{p}": v for p, v in report(conf, e.classes, out_dir)["miou"].items()}
+    conf = evaluate(model, e.store, e.window, e.stride, recipe.model.num_classes, d.device, dist=d)
+    return {f"miou/{p}": v for p, v in report(conf, e.classes, out_dir if d.main else None)["miou"].items()}

@@ -15,6 +15,7 @@ Validity written with each flow: target in frame; forward-backward consistent
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import re
 import shlex
 import sys
@@ -56,11 +57,44 @@ def default_pairs(offsets: list[int]) -> list[tuple[int, int]]:
     return [(0, -k)] + ([(-k, -2 * k)] if -2 * k in offsets else [])
 
 
-def parse_shard(spec: str) -> tuple[int, int]:
+def parse_shard(spec: str, environ=None) -> tuple[int, int]:
+    """"I/N", or "auto": the shard the scheduler's environment gives (`shard_from_environment`)."""
+    if spec.strip() == "auto":
+        return shard_from_environment(os.environ if environ is None else environ)[:2]
     m = re.fullmatch(r"(\d+)/(\d+)", spec.strip())
     if not m or not int(m.group(2)) or int(m.group(1)) >= int(m.group(2)):
-        raise FlowprepError(f"--shard {spec!r}: write I/N with 0 <= I < N (e.g. 0/4)")
+        raise FlowprepError(f"--shard {spec!r}: write I/N with 0 <= I < N (e.g. 0/4), or auto")
     return int(m.group(1)), int(m.group(2))
+
+
+def shard_from_environment(env) -> tuple[int, int, str]:
+    """(I, N, where it came from) from the launcher's variables:
+    - torchrun (any number of nodes): RANK of WORLD_SIZE;
+    - SLURM: the array task (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) and, within
+      it, the srun task (SLURM_PROCID of SLURM_NTASKS): shard = task_index * ntasks + procid;
+    - none of them: the whole store (0 of 1)."""
+    def integer(name):
+        try:
+            return int(env[name])
+        except (KeyError, ValueError):
+            return None
+
+    rank, world = integer("RANK"), integer("WORLD_SIZE")
+    if rank is not None and world:
+        return rank, world, f"torchrun: RANK {rank} of WORLD_SIZE {world}"
+    task, count, first = integer("SLURM_ARRAY_TASK_ID"), integer("SLURM_ARRAY_TASK_COUNT"), integer(
+        "SLURM_ARRAY_TASK_MIN")
+    proc, ntasks = integer("SLURM_PROCID") or 0, integer("SLURM_NTASKS") or 1
+    if task is not None and count:
+        index = task - (first or 0)
+        if not 0 <= index < count:
+            raise FlowprepError(f"--shard auto: SLURM array task {task} is not within {first or 0}.."
+                                f"{(first or 0) + count - 1} (an array with a step? give --shard I/N)")
+        return index * ntasks + proc, count * ntasks, (f"SLURM array task {index} of {count}"
+                                                        + (f", srun task {proc} of {ntasks}" if ntasks > 1 else ""))
+    if ntasks > 1:
+        return proc, ntasks, f"SLURM srun task {proc} of {ntasks}"
+    return 0, 1, "no scheduler environment: the whole store"
 
 
 def work_items(reader: StoreReader, pairs: list[str], shard: tuple[int, int] = (0, 1)) -> list[tuple[int, str]]:
@@ -154,9 +188,9 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
                 bar.update(done)
     elif batches:
         queue = None
-        if gpus:
+        if gpus:  # a torchrun process takes its own GPU
             queue = mp.get_context("spawn").Queue()
-            queue.put("cuda:0")
+            queue.put(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
         _init(store, spec, queue, consistency, ego_row, engine=None if gpus else checked)
         for b in batches:
             bar.update(_process(b))

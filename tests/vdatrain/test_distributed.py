@@ -74,3 +74,44 @@ def test_a_killed_distributed_run_resumes_with_the_same_losses(recipe, ddp_run, 
     clean = {r["iteration"]: r["loss"] for r in _records(ddp_run) if "loss" in r}
     resumed = {r["iteration"]: r["loss"] for r in _records(killed) if "loss" in r}
     assert [resumed[i] for i in (5, 6)] == [clean[i] for i in (5, 6)]
+
+
+EVAL_RECIPE = """
+name: tiny-sharded-eval
+model: {{name: deeplabv2_check}}
+source: {{store: {store}, crop: [32, 64]}}
+eval: {{store: {store}, window: [38, 64], stride: [19, 32]}}
+optim: {{warmup_iters: 1}}
+train: {{iters: 2, batch_size: 2, checkpoint_every: 2, workers: 0, eval_every: 0}}
+"""
+
+
+def test_evaluation_sharded_over_processes_equals_one_process_bit_for_bit(tiny_store, tmp_path):
+    """3 gloo processes over 8 images (3 + 3 + 2): confusion, mIoU, per-class IoU and temporal metrics equal."""
+    from click.testing import CliRunner
+
+    from vdatrain.cli import cli
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(EVAL_RECIPE.format(store=tiny_store("synthia-seq", "train", pairs="bwd:1")))
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
+    ckpt = tmp_path / "run/checkpoint.pt"
+    one = CliRunner().invoke(cli, ["eval", str(recipe), "--ckpt", str(ckpt), "--out", str(tmp_path / "one"),
+                                   "--pictures", "3"])
+    assert one.exit_code == 0, one.output
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "3",
+                           "-m", "vdatrain", "eval", str(recipe), "--ckpt", str(ckpt), "--out", str(tmp_path / "three"),
+                           "--pictures", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "three"))
+    assert a["temporal"]["bwd_1"]["standard"]["predconsis_miou"] > 0
+    for key in ("miou", "per_class", "temporal"):
+        assert a[key] == b[key], key
+    import numpy as np
+
+    np.testing.assert_array_equal(np.load(tmp_path / "one/confusion.npy"), np.load(tmp_path / "three/confusion.npy"))
+    assert np.load(tmp_path / "one/confusion.npy").sum() > 0
+    # the first three images' pictures, written by the process that predicted each
+    assert sorted(p.name for p in (tmp_path / "three/pictures").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one/pictures").iterdir())
+    assert proc.stdout.count("| **mIoU** |") == 1  # one process reports

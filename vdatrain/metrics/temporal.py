@@ -47,6 +47,11 @@ class TemporalMeter:
         self.retained[0] += int((agree & is_labelled).sum())
         self.retained[1] += int(is_labelled.sum())
 
+    def all_reduce(self, d) -> None:
+        """Sum the counts over every process of `d` (a `vdatrain.distributed.Dist`): sharded evaluation."""
+        self.conf = {name: d.sum(conf) for name, conf in self.conf.items()}
+        self.retained = [int(v) for v in d.sum(torch.tensor(self.retained, dtype=torch.int64))]
+
     def result(self, evaluated: list[int], protocol: str = "standard") -> dict:
         """Percentages: predconsis_miou, warped_miou, warped_acc, warped_acc_precision, consistency_miou,
         consistency_acc, consistency_acc_precision, retained."""

@@ -87,6 +87,41 @@ def test_shards_cover_every_item_exactly_once(cs_store):
     assert sum(len(s) for s in shards) == len(everything) == 2 * 3
 
 
+@pytest.mark.parametrize("launch", [
+    # torchrun, 2 nodes x 3 processes
+    [{"RANK": str(r), "WORLD_SIZE": "6", "LOCAL_RANK": str(r % 3)} for r in range(6)],
+    # a SLURM array 4-7 (min 4, count 4), one task each
+    [{"SLURM_ARRAY_TASK_ID": str(t), "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "4",
+      "SLURM_NTASKS": "1", "SLURM_PROCID": "0"} for t in range(4, 8)],
+    # a SLURM array of 2 tasks, each running 3 srun tasks
+    [{"SLURM_ARRAY_TASK_ID": str(t), "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_NTASKS": "3", "SLURM_PROCID": str(p)}
+     for t in range(2) for p in range(3)],
+    # srun with 5 tasks, no array
+    [{"SLURM_NTASKS": "5", "SLURM_PROCID": str(p)} for p in range(5)],
+], ids=["torchrun", "slurm-array", "slurm-array-x-srun", "srun"])
+def test_shard_auto_from_the_scheduler_covers_every_item_exactly_once(cs_store, launch):
+    r = StoreReader(cs_store)
+    pairs = ["bwd_1", "bwd_2", "fwd_1"]
+    shards = [parse_shard("auto", env) for env in launch]
+    assert sorted(i for i, _ in shards) == list(range(len(launch))) and {n for _, n in shards} == {len(launch)}
+    items = [item for shard in shards for item in work_items(r, pairs, shard)]
+    assert sorted(items) == sorted(work_items(r, pairs)) and len(items) == len(set(items))
+    assert parse_shard("auto", {}) == (0, 1)  # no scheduler: the whole store
+
+
+def test_shard_auto_is_logged_and_two_torchrun_ranks_fill_the_store(fresh_store):
+    from click.testing import CliRunner
+
+    from flowprep.cli import cli
+
+    for rank in (0, 1):
+        result = CliRunner().invoke(cli, ["flow", str(fresh_store), "--model", "dis", "--pairs", "bwd:1",
+                                          "--shard", "auto"], env={"RANK": str(rank), "WORLD_SIZE": "2"})
+        assert result.exit_code == 0, result.output
+        assert f"shard {rank}/2 (torchrun: RANK {rank} of WORLD_SIZE 2)" in result.stderr
+    assert StoreReader(fresh_store).complete("flow_bwd_1").all()
+
+
 def test_two_shards_and_two_workers_fill_the_store(fresh_store):
     for k in (0, 1):
         result = flow_cli(fresh_store, "--model", "dis", "--pairs", "bwd:1,fwd:1", "--shard", f"{k}/2", "--workers", 2)

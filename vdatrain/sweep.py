@@ -1,0 +1,318 @@
+"""Sweeps: one resumable run per (recipe, seed) under one folder, launched here or on SLURM.
+
+A run is a plain `vdatrain fit` followed by `vdatrain eval`, each a subprocess, in the folder
+`<out>/<recipe name>/seed<N>` (`fit`'s run folder; the evaluation goes to its `eval/`). Its state lives
+beside it in `sweep-state.json` (queued, running, done, failed with the exit code; the SLURM job or the
+local process) and its output in `sweep.log`. A run is done when both commands exited 0; starting the
+sweep again skips done runs and restarts the others, which `fit` resumes from their last checkpoint
+(exact resumption: the same result as an uninterrupted run). `<out>/sweep.json` lists the runs, so
+`vdatrain sweep --status OUT` and `vdatrain report OUT` find them.
+
+Launchers:
+- local: the visible GPUs split into groups of `gpus_per_run`, one run per group at a time
+  (CUDA_VISIBLE_DEVICES); on a machine without GPUs, one run after the other.
+- slurm: one job per run through submitit, which writes the sbatch script; on preemption or timeout
+  (SIGUSR2 before the kill) submitit requeues the same job (`SweepRun.checkpoint`).
+- submitit-local: the slurm path (the same job object, pickled and run by submitit) on this machine, in
+  subprocesses, waiting for them: a check of a sweep's jobs without a cluster.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SWEEP_FILE = "sweep.json"
+STATE_FILE = "sweep-state.json"
+LOG_FILE = "sweep.log"
+LAUNCHERS = ("local", "slurm", "submitit-local")
+
+
+@dataclass
+class SweepRun:
+    """One (recipe, seed): its commands and its state. Picklable (submitit sends it to the job)."""
+
+    name: str  # "<recipe name>/seed<N>", the run folder below the sweep folder
+    recipe: str  # a recipe file or a shipped recipe's name
+    seed: int
+    overrides: list[str] = field(default_factory=list)  # --set KEY=VALUE for fit and eval
+    run_dir: str = ""
+    gpus: int = 1  # processes of one run (torchrun) when > 1
+
+    def commands(self) -> list[list[str]]:
+        sets = [a for s in [*self.overrides, f"train.seed={self.seed}"] for a in ("--set", s)]
+        fit = ["-m", "vdatrain", "fit", self.recipe, "--run-dir", self.run_dir, *sets]
+        if self.gpus > 1:
+            fit = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(self.gpus), *fit[1:]]
+        ev = ["-m", "vdatrain", "eval", self.recipe, "--ckpt", str(Path(self.run_dir) / "checkpoint.pt"),
+              "--out", str(Path(self.run_dir) / "eval"), *sets]
+        return [[sys.executable, *fit], [sys.executable, *ev]]
+
+    # -- state -------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        try:
+            return json.loads((Path(self.run_dir) / STATE_FILE).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"state": "queued"}
+
+    def set_state(self, state: str, **info) -> None:
+        path = Path(self.run_dir) / STATE_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}))
+        os.replace(tmp, path)
+
+    def done(self) -> bool:
+        return self.state()["state"] == "done" and (Path(self.run_dir) / "eval/results.json").is_file()
+
+    # -- the job -----------------------------------------------------------------------------------
+    def __call__(self, env: dict | None = None) -> int:
+        """Run fit, then eval (skipped when done); returns the exit status of the first that failed, else 0."""
+        if self.done():
+            return 0
+        where = {"host": socket.gethostname(), "pid": os.getpid()}
+        if os.environ.get("SLURM_JOB_ID"):
+            where["slurm_job"] = os.environ["SLURM_JOB_ID"]
+        self.set_state("running", **where)
+        log_path = Path(self.run_dir) / LOG_FILE
+        for cmd in self.commands():
+            with open(log_path, "a") as log:
+                log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {' '.join(cmd)}\n")
+                log.flush()
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **(env or {})}).returncode
+            if rc != 0:
+                self.set_state("failed", exit_code=rc, command=cmd[2:5], **where)
+                return rc
+        self.set_state("done", **where)
+        return 0
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit: on preemption or timeout, requeue this same run (fit resumes from its checkpoint)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self)
+
+
+# -- planning --------------------------------------------------------------------------------------
+def resolve_recipes(patterns: list[str]) -> list[str]:
+    """Recipe files, shipped names and globs over shipped names (`dlv2-hrda-*-viper-cs`), in order, once each."""
+    from vdatrain.recipe import RecipeError, shipped_recipes
+
+    names = list(shipped_recipes())
+    out: list[str] = []
+    for p in patterns:
+        if Path(p).is_file() or not any(c in p for c in "*?["):
+            found = [p]
+        else:
+            found = fnmatch.filter(names, p)
+            if not found:
+                raise RecipeError(f"{p}: no shipped recipe matches this pattern (`vdatrain recipes` lists them)")
+        out += [f for f in found if f not in out]
+    return out
+
+
+def plan(patterns: list[str], seeds: list[int] | None, overrides: list[str], out, gpus: int = 1) -> list[SweepRun]:
+    """Every (recipe, seed) run, each recipe validated with its overrides before anything is launched."""
+    from vdatrain.recipe import load_recipe
+
+    runs = []
+    for recipe in resolve_recipes(patterns):
+        r = load_recipe(recipe, list(overrides))
+        for seed in seeds or [r.train.seed]:
+            load_recipe(recipe, [*overrides, f"train.seed={seed}"])
+            name = f"{r.name}/seed{seed}"
+            runs.append(SweepRun(name, recipe, seed, list(overrides), str(Path(out) / name), gpus))
+    return runs
+
+
+def save(out, runs: list[SweepRun], launcher: str) -> None:
+    """Add `runs` to OUT/sweep.json (runs already listed keep their entry)."""
+    path = Path(out) / SWEEP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    listed = {r.name: r for r in load(out)} if path.is_file() else {}
+    for r in runs:
+        listed[r.name] = r
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"launcher": launcher, "runs": [asdict(r) for r in listed.values()]}, indent=2))
+    os.replace(tmp, path)
+
+
+def load(out) -> list[SweepRun]:
+    from vdatrain.recipe import RecipeError
+
+    path = Path(out) / SWEEP_FILE
+    try:
+        data = json.loads(path.read_text())
+        return [SweepRun(**r) for r in data["runs"]]
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: not found (is {out} a sweep folder?)") from None
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise RecipeError(f"{path}: not a sweep file ({e})") from None
+
+
+# -- launchers -------------------------------------------------------------------------------------
+def visible_gpus() -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [g for g in listed.split(",") if g.strip()] if listed else [str(i) for i in range(torch.cuda.device_count())]
+    return ids
+
+
+def run_local(runs: list[SweepRun], gpus_per_run: int = 1, say=print) -> dict[str, int]:
+    """Run every run not yet done: one per group of `gpus_per_run` visible GPUs at a time, or one after the
+    other on the CPU. Returns {name: exit status}."""
+    gpus = visible_gpus()
+    slots = [gpus[i:i + gpus_per_run] for i in range(0, len(gpus) - gpus_per_run + 1, gpus_per_run)] or [None]
+    todo = [r for r in runs if not r.done()]
+    for r in runs:
+        if r.done():
+            say(f"{r.name}: done already")
+    results: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def worker(slot):
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(slot)} if slot is not None else None
+        while True:
+            with lock:
+                if not todo:
+                    return
+                run = todo.pop(0)
+            say(f"{run.name}: started" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else ""))
+            rc = run(env)
+            with lock:
+                results[run.name] = rc
+            say(f"{run.name}: " + ("done" if rc == 0 else f"failed (exit {rc}; see {Path(run.run_dir) / LOG_FILE})"))
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@dataclass
+class SlurmOptions:
+    partition: str | None = None
+    time_min: int = 24 * 60
+    account: str | None = None
+    qos: str | None = None
+    cpus_per_run: int = 8
+    mem_gb: int | None = None
+    extra: dict = field(default_factory=dict)  # further #SBATCH --key=value
+
+
+def submit(runs: list[SweepRun], out, options: SlurmOptions, gpus_per_run: int = 1, cluster: str = "slurm",
+           say=print) -> dict[str, str]:
+    """Submit every run not yet done as its own job through submitit; returns {name: job id}. With
+    cluster="local" (submitit's local executor) the jobs run here and this waits for them."""
+    import submitit
+
+    folder = Path(out) / "slurm" / "%j"
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if cluster == "slurm" and missing:  # an environment failure: one line, exit 1
+        raise OSError(errno.ENOENT, f"{' and '.join(missing)} not found on PATH: --launcher slurm runs on a SLURM "
+                                    f"login node (elsewhere: --launcher local)")
+    if cluster == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=100)
+        params = {"time": options.time_min, "gpus_per_node": gpus_per_run, "cpus_per_task": options.cpus_per_run,
+                  "ntasks_per_node": 1, "additional_parameters": {"requeue": True, **options.extra}}
+        for key in ("partition", "account", "qos"):
+            if getattr(options, key):
+                params[key] = getattr(options, key)
+        if options.mem_gb:
+            params["mem"] = f"{options.mem_gb}GB"
+        executor.update_parameters(**params)
+    else:
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=options.time_min)
+    jobs = {}
+    for r in runs:
+        if r.done():
+            say(f"{r.name}: done already")
+            continue
+        executor.update_parameters(**({"job_name": r.name} if cluster == "slurm" else {}))
+        job = executor.submit(r)
+        r.set_state("queued", **({"slurm_job": job.job_id} if cluster == "slurm" else {"local_job": job.job_id}))
+        jobs[r.name] = job
+        say(f"{r.name}: submitted as job {job.job_id}")
+    if cluster != "slurm":
+        for name, job in jobs.items():
+            rc = job.result()
+            say(f"{name}: " + ("done" if rc == 0 else f"failed (exit {rc})"))
+    return {name: job.job_id for name, job in jobs.items()}
+
+
+# -- status ----------------------------------------------------------------------------------------
+def _alive(state: dict) -> bool:
+    if state.get("host") != socket.gethostname() or "pid" not in state or state.get("slurm_job"):
+        return True  # cannot tell from here: trust the record
+    try:
+        os.kill(int(state["pid"]), 0)
+        return True
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+
+
+def status(out) -> list[dict]:
+    """One row per run: name, state (done, running, interrupted, failed, queued), iteration reached, mIoU when
+    evaluated, log tail when failed."""
+    rows = []
+    for r in load(out):
+        s = r.state()
+        row = {"name": r.name, "state": s["state"], "run_dir": r.run_dir}
+        if s["state"] == "running" and not _alive(s):
+            row["state"] = "interrupted"
+        for key in ("slurm_job", "local_job", "exit_code"):
+            if key in s:
+                row[key] = s[key]
+        log = Path(r.run_dir) / "log.jsonl"
+        if log.is_file():
+            its = [json.loads(line).get("iteration", 0) for line in log.read_text().splitlines() if line.strip()]
+            row["iteration"] = max(its, default=0)
+        results = Path(r.run_dir) / "eval/results.json"
+        if s["state"] == "done" and results.is_file():
+            res = json.loads(results.read_text())
+            protocol = res.get("run", {}).get("protocol", "standard")
+            row["miou"] = round(res["miou"][protocol], 2)
+        if s["state"] == "failed":
+            text = (Path(r.run_dir) / LOG_FILE).read_text() if (Path(r.run_dir) / LOG_FILE).is_file() else ""
+            row["log_tail"] = text.strip().splitlines()[-5:]
+        rows.append(row)
+    return rows
+
+
+def format_status(rows: list[dict]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["state"]] = counts.get(row["state"], 0) + 1
+    lines = ["| run | state | iteration | mIoU | job |", "|---|---|---:|---:|---|"]
+    for row in rows:
+        job = row.get("slurm_job") or row.get("local_job") or ""
+        lines.append(f"| {row['name']} | {row['state']}{' (exit %s)' % row['exit_code'] if 'exit_code' in row else ''}"
+                     f" | {row.get('iteration', '')} | {row.get('miou', '')} | {job} |")
+    lines.append(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    for row in rows:
+        if row.get("log_tail"):
+            lines.append(f"\n{row['name']} failed; the end of {Path(row['run_dir']) / LOG_FILE}:")
+            lines += [f"  {line}" for line in row["log_tail"]]
+    return "\n".join(lines)
+
+
+def run_dirs(out) -> list[Path]:
+    """The run folders of a sweep (for `vdatrain report`)."""
+    return [Path(r.run_dir) for r in load(out)]
