@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
-# Both create .venv with the machine's python3 (3.11) and install the project into it.
+# Both create .venv with the machine's python3 (3.11) and install the project into it, at the tested
+# versions of constraints.txt (pyproject.toml declares the compatible ranges).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,9 +9,9 @@ DEMO   ?= demo-data
 
 .PHONY: demo test bench clean-demo paper-check paper-data
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -1,7 +1,8 @@
 """Declarative dataset definitions from ``manifests/*.yaml``: layouts, label maps, class sets.
 
-The manifests directory is found next to the packages (source or editable
-install) or through ``$FLOWPREP_MANIFESTS``.
+The manifests ship inside the package (`flowprep/manifests`, a link to the
+repository's top-level `manifests/` in a checkout, copies in a wheel) and are found
+through importlib.resources; ``$FLOWPREP_MANIFESTS`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,10 @@ DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bdd")
 
 def manifest_dir() -> Path:
     env = os.environ.get("FLOWPREP_MANIFESTS")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "manifests"
+    path = Path(env) if env else Path(str(resources.files("flowprep").joinpath("manifests")))
     if not (path / "classes.yaml").is_file():
-        raise FlowprepError(f"{path}: manifests not found (set FLOWPREP_MANIFESTS to the repository's manifests/ folder)")
+        raise FlowprepError(f"{path}: manifests not found (a broken install? FLOWPREP_MANIFESTS may point to a "
+                            f"manifests/ folder)")
     return path
 
 
