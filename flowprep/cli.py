@@ -58,7 +58,7 @@ def verify(store, quiet):
     """
     from flowprep.store.verify import verify_store
 
-    report = verify_store(store, progress=not quiet and sys.stderr.isatty())
+    report = verify_store(store, progress=not quiet)
     for problem in report.problems:
         click.echo(f"CORRUPT {problem}", err=True)
     parts = ", ".join(f"{part} {c}/{report.total}" for part, c in report.complete.items())
@@ -109,7 +109,7 @@ def ingest(dataset, root, split, out, offsets, split_file, workers):
 
     offsets = offsets or list(load_manifest(dataset).default_offsets)
     plan = plan_frames(dataset, root, split, offsets, split_file)
-    result = run_plan(plan, out, stage=f"ingest {dataset}", workers=workers, progress=sys.stderr.isatty())
+    result = run_plan(plan, out, stage=f"ingest {dataset}", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
         raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
@@ -169,7 +169,7 @@ def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_e
     splits = tuple(s.strip() for s in from_splits.split(",") if s.strip())
     plan = plan_bddvid(bdd10k, bdd100k, split, offsets, split_file=split_file, search=search, max_error=max_error,
                        min_contrast=min_contrast, from_splits=splits)
-    result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=sys.stderr.isatty())
+    result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
         raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
@@ -227,93 +227,84 @@ def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precis
         i, n, where = shard_from_environment(os.environ)
         click.echo(f"shard {i}/{n} ({where})", err=True)
     summary = run_flow(store, spec, parse_pairs(pairs) if pairs else None, shard=parse_shard(shard), gpus=gpus,
-                       workers=workers, batch=batch, consistency=not no_consistency, progress=sys.stderr.isatty())
+                       workers=workers, batch=batch, consistency=not no_consistency, progress=True)
     click.echo(f"{store}: pairs {', '.join(summary['pairs'])}; {summary['items']} flows computed now "
                f"(shard {summary['shard'][0]}/{summary['shard'][1]})")
 
 
+FLOW_FORMATS = ["kitti", "flo", "pfm", "flo5", "viper"]
+PAIR_HELP = "e.g. bwd:1 or bwd_1 (t -> t-1), fwd:2, bwd:1@-1 or bwd_1_at_m1 (t-1 -> t-2)"
+
+
 @cli.command("flow-import")
 @click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
-@click.option("--pairs", "pair_spec", required=True, help="The pair the files hold, e.g. bwd:1 (t -> t-1).")
+@click.option("--pair", "--pairs", "pair_spec", required=True, help=f"The pair the files hold, {PAIR_HELP}.")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
-              help="Folder of KITTI 16-bit flow PNGs.")
+              help="Folder of flow files.")
 @click.option("--pattern", default="{sample_id}.png", show_default=True,
-              help="File name of a sample's flow, relative to --dir ({sample_id} is replaced).")
+              help="A sample's file relative to --dir. Placeholders: {sample_id}; the dataset's id fields ({city}, "
+                   "{seq}); {t} the labelled frame's number; {frame} the number of the frame the pair starts from; "
+                   "{offset}. The reference's: '{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png'.")
+@click.option("--format", "fmt", type=click.Choice(FLOW_FORMATS), default=None,
+              help="File format (default: from the pattern's extension; .npz is VIPER's ground truth).")
 @click.option("--rescale", is_flag=True, help="Resize flows of another resolution to the store's, scaling vectors.")
-def flow_import(store, pair_spec, directory, pattern, rescale):
-    """Import flows published as KITTI 16-bit PNGs (the reference's format) into STORE.
+def flow_import(store, pair_spec, directory, pattern, fmt, rescale):
+    """Import flow files (KITTI PNG as the reference published them, .flo, .pfm, .flo5, VIPER .npz) into STORE.
 
-    Samples without a file are reported and left incomplete; a size mismatch is
-    an error unless --rescale.
+    Samples without a file are reported and left incomplete; a size mismatch is an error unless --rescale;
+    an unknown placeholder in --pattern is an error before anything is written.
     """
     from pathlib import Path
 
-    from tqdm import tqdm
+    from flowprep.flow.transfer import import_flows
 
-    from flowprep.flow.formats import read_kitti, resize_flow
-    from flowprep.flow.job import parse_pairs
-    from flowprep.store import StoreReader, StoreWriter, add_flow
-
-    pairs = parse_pairs(pair_spec)
-    if len(pairs) != 1:
-        raise FlowprepError("--pairs: import one pair at a time")
-    name = add_flow(store, *pairs[0], provenance={"stage": "flow-import", "command": shlex.join(sys.argv),
-                                                   "source": str(Path(directory).resolve())})
-    reader, writer = StoreReader(store), StoreWriter(store)
-    h, w = reader.resolution
-    missing = []
-    for i, sid in enumerate(tqdm(reader.sample_ids, desc="flow-import", unit="flow", disable=not sys.stderr.isatty())):
-        path = Path(directory) / pattern.format(sample_id=sid)
-        if not path.is_file():
-            missing.append(sid)
-            continue
-        flow, valid = read_kitti(path)
-        if flow.shape[:2] != (h, w):
-            if not rescale:
-                raise FlowprepError(f"{path}: {flow.shape[1]}x{flow.shape[0]}, the store is {w}x{h} (use --rescale)")
-            flow, valid = resize_flow(flow, valid, h, w)
-        writer.write_flow(i, name, flow, valid)
-    click.echo(f"{store}: imported {len(reader.sample_ids) - len(missing)} flows into {name}; "
+    name, imported, missing = import_flows(
+        store, pair_spec, directory, pattern, fmt, rescale, progress=True,
+        provenance={"stage": "flow-import", "command": shlex.join(sys.argv), "source": str(Path(directory).resolve())})
+    click.echo(f"{store}: imported {imported} flows into {name}; "
                f"{len(missing)} samples without a file{': ' + ', '.join(missing[:5]) if missing else ''}")
 
 
 @cli.command("flow-export")
 @click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
-@click.option("--pair", required=True, help="Stored pair name, e.g. bwd_1.")
+@click.option("--pair", required=True, help=f"Stored pair, {PAIR_HELP}.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Folder to write into.")
-@click.option("--format", "fmt", type=click.Choice(["kitti", "flo"]), default="kitti", show_default=True,
-              help="kitti: 16-bit PNG with validity in blue (+-512 px); flo: Middlebury float32, plus a "
-                   "{sample_id}_valid.png mask.")
-def flow_export(store, pair, out, fmt):
-    """Write a stored flow pair as one file per sample ({sample_id}.png or .flo)."""
-    from pathlib import Path
+@click.option("--format", "fmt", type=click.Choice(FLOW_FORMATS), default="kitti", show_default=True,
+              help="kitti: 16-bit PNG with validity in blue (+-512 px); flo, pfm, flo5, viper (.npz): float vectors "
+                   "plus a <name>_valid.png mask.")
+@click.option("--pattern", default="{sample_id}", show_default=True,
+              help="File name without extension, relative to --out (placeholders as flow-import's).")
+def flow_export(store, pair, out, fmt, pattern):
+    """Write a stored flow pair as one file per sample."""
+    from flowprep.flow.transfer import export_flows
 
-    import numpy as np
-    from tqdm import tqdm
+    written, without = export_flows(store, pair, out, fmt, pattern, progress=True)
+    click.echo(f"{out}: {written} {fmt} files ({without} samples have no such flow)")
 
-    from flowprep.flow.formats import write_flo, write_kitti
-    from flowprep.store import StoreReader
-    from flowprep.viz import write_picture
 
-    r = StoreReader(store)
-    if pair not in r.flow_pairs:
-        raise FlowprepError(f"{store}: no flow pair {pair!r} (have {sorted(r.flow_pairs)})")
-    Path(out).mkdir(parents=True, exist_ok=True)
-    done = r.complete(f"flow_{pair}")
-    for i in tqdm(np.flatnonzero(done), desc="flow-export", unit="flow", disable=not sys.stderr.isatty()):
-        sid, flow, valid = r.sample_ids[i], r.flow(i, pair), r.flow_valid(i, pair)
-        if fmt == "kitti":
-            write_kitti(Path(out) / f"{sid}.png", flow, valid)
-        else:
-            write_flo(Path(out) / f"{sid}.flo", flow)
-            write_picture(Path(out) / f"{sid}_valid.png", valid.astype(np.uint8) * 255)
-    click.echo(f"{out}: {int(done.sum())} {fmt} files ({len(done) - int(done.sum())} samples have no such flow)")
+@cli.command("flow-compare")
+@click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
+@click.option("--pair", required=True, help=f"Stored pair to score, {PAIR_HELP}.")
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
+              help="Folder of reference flow files (e.g. VIPER's ground truth, train/flow).")
+@click.option("--pattern", required=True,
+              help="A sample's file relative to --dir, placeholders as flow-import's (VIPER: "
+                   "'{seq:03d}/{seq:03d}_{frame:05d}.npz').")
+@click.option("--format", "fmt", type=click.Choice(FLOW_FORMATS), default=None, help="Default: from the extension.")
+def flow_compare(store, pair, directory, pattern, fmt):
+    """Score a stored flow against reference flow files: mean end-point error (px) and outliers (Fl: error
+    > 3 px and > 5% of the reference's length), over the pixels valid in both."""
+    from flowprep.flow.transfer import compare_flows
+
+    r = compare_flows(store, pair, directory, pattern, fmt, progress=True)
+    click.echo(f"{store} {r['pair']}: EPE {r['epe']:.3f} px, Fl {r['outliers']:.2f}% over {r['pixels']} pixels of "
+               f"{r['samples']} samples; {len(r['missing'])} without a reference file")
 
 
 @cli.command("flow-show")
 @click.argument("store", type=click.Path(file_okay=False, exists=True, path_type=str))
 @click.option("--sample", "sample_id", required=True, help="Sample id, e.g. aachen_000000_000019.")
-@click.option("--pair", default=None, help="Stored pair name (default: the first).")
+@click.option("--pair", default=None, help=f"Stored pair, {PAIR_HELP} (default: the first).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
 @click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True)
 def flow_show(store, sample_id, pair, out, zoom):
@@ -361,7 +352,7 @@ def synth(out, scale, seed, datasets, workers):
     """
     from flowprep.synth.generate import generate
 
-    summary = generate(out, scale=scale, seed=seed, datasets=datasets, workers=workers, progress=sys.stderr.isatty())
+    summary = generate(out, scale=scale, seed=seed, datasets=datasets, workers=workers, progress=True)
     for dataset, splits in summary["samples"].items():
         h, w = summary["resolution"][dataset]
         counts = ", ".join(f"{split} {len(ids)}" for split, ids in splits.items())

@@ -1,9 +1,18 @@
-"""Flow files other tools use: KITTI 16-bit PNG and Middlebury .flo.
+"""Flow files other tools use, each read to (flow (H, W, 2) float32 pixels, valid (H, W) bool) and written from it.
 
-KITTI (the reference's storage): 3-channel uint16 PNG, R = u * 64 + 2^15,
-G = v * 64 + 2^15, B = 1 where valid; range |u|, |v| < 512 px, step 1/64 px.
-Middlebury .flo: b"PIEH", int32 width, int32 height, then float32 (u, v) per pixel,
-row-major. It has no validity mask: exports write the validity beside it as a PNG.
+- kitti (.png, the reference's storage): 3-channel uint16, R = u * 64 + 2^15, G = v * 64 + 2^15,
+  B = 1 where valid; range |u|, |v| < 512 px, step 1/64 px.
+- flo (Middlebury): b"PIEH", int32 width, int32 height, then float32 (u, v) per pixel, row-major.
+- pfm (FlyingThings3D): "PF", "W H", a scale whose sign is the byte order, then float32 (u, v, 0)
+  per pixel, rows from the BOTTOM up.
+- flo5 (HDF5, the Spring benchmark's): a dataset "flow" of (H, W, 2) floats.
+- viper (.npz, VIPER's ground-truth flow): arrays "u" and "v" (float16); |value| > 512 or NaN means
+  no flow (as ptlflow reads them).
+Formats without a mask read as valid wherever the vector is finite and in range; writing one, the
+invalid pixels become NaN (pfm, flo5, viper; .flo keeps the vectors), and exports put the mask beside
+it as a PNG.
+These are our own readers (ptlflow's helpers cost an 11 s import); the tests check them against
+ptlflow's on the same files.
 """
 
 from __future__ import annotations
@@ -65,3 +74,121 @@ def resize_flow(flow: np.ndarray, valid: np.ndarray, height: int, width: int) ->
     out[..., 1] *= height / h
     ok = cv2.resize(valid.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
     return out, ok
+
+
+VIPER_LIMIT = 512.0  # ptlflow reads VIPER vectors beyond this as missing
+
+
+def _finite(flow: np.ndarray) -> np.ndarray:
+    return np.isfinite(flow).all(-1)
+
+
+def read_pfm(path) -> np.ndarray:
+    with open(path, "rb") as f:
+        header = f.readline().strip()
+        if header not in (b"PF", b"Pf"):
+            raise FlowprepError(f"{path}: not a PFM file (header {header[:8]!r})")
+        try:
+            w, h = (int(v) for v in f.readline().split())
+            scale = float(f.readline())
+        except ValueError:
+            raise FlowprepError(f"{path}: not a PFM file (bad size or scale line)") from None
+        channels = 3 if header == b"PF" else 1
+        data = np.frombuffer(f.read(), "<f4" if scale < 0 else ">f4")
+    if data.size != w * h * channels:
+        raise FlowprepError(f"{path}: {data.size} values, expected {w * h * channels} for {w}x{h}x{channels}")
+    image = np.flipud(data.reshape(h, w, channels)).astype(np.float32)
+    if channels < 2:
+        raise FlowprepError(f"{path}: a one-channel PFM holds no flow")
+    return np.ascontiguousarray(image[..., :2])
+
+
+def write_pfm(path, flow: np.ndarray) -> None:
+    h, w = flow.shape[:2]
+    data = np.concatenate([flow.astype("<f4"), np.zeros((h, w, 1), "<f4")], -1)
+    Path(path).write_bytes(f"PF\n{w} {h}\n-1.0\n".encode() + np.flipud(data).tobytes())
+
+
+def read_flo5(path) -> np.ndarray:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "flow" not in f:
+                raise FlowprepError(f"{path}: no 'flow' dataset (not a .flo5 file?)")
+            return np.asarray(f["flow"][()], dtype=np.float32)
+    except OSError as e:
+        raise FlowprepError(f"{path}: not an HDF5 file ({e})") from None
+
+
+def write_flo5(path, flow: np.ndarray) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("flow", data=flow.astype(np.float32), compression="gzip", compression_opts=5)
+
+
+def read_viper(path) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            flow = np.stack([z["u"], z["v"]], -1).astype(np.float32)
+    except (KeyError, ValueError, OSError) as e:
+        raise FlowprepError(f"{path}: not a VIPER flow file (needs arrays u and v: {e})") from None
+    flow[np.abs(flow) > VIPER_LIMIT] = np.nan
+    return flow
+
+
+def write_viper(path, flow: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, u=flow[..., 0].astype(np.float16), v=flow[..., 1].astype(np.float16))
+
+
+def _masked(read):
+    """`read(path) -> flow` as (flow, valid): valid where finite; invalid vectors become 0."""
+    def wrapped(path):
+        flow = read(path)
+        valid = _finite(flow)
+        flow = np.where(valid[..., None], flow, 0).astype(np.float32)
+        return flow, valid
+    return wrapped
+
+
+def _filled(write, fill: float):
+    """`write(path, flow)` with the invalid pixels set to `fill`."""
+    def wrapped(path, flow, valid=None):
+        out = flow.astype(np.float32).copy()
+        if valid is not None:
+            out[~valid.astype(bool)] = fill
+        write(path, out)
+    return wrapped
+
+
+FORMATS = {  # name -> (extension, read(path) -> (flow, valid), write(path, flow, valid), carries its own mask)
+    "kitti": (".png", read_kitti, write_kitti, True),
+    "flo": (".flo", _masked(read_flo), lambda path, flow, valid=None: write_flo(path, flow), False),  # vectors kept
+    "pfm": (".pfm", _masked(read_pfm), _filled(write_pfm, np.nan), False),
+    "flo5": (".flo5", _masked(read_flo5), _filled(write_flo5, np.nan), False),
+    "viper": (".npz", _masked(read_viper), _filled(write_viper, np.nan), False),
+}
+
+
+def format_of(path, fmt: str | None = None) -> str:
+    """The format named, or the one of `path`'s extension."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise FlowprepError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+        return fmt
+    suffix = Path(str(path)).suffix.lower()
+    for name, (ext, *_rest) in FORMATS.items():
+        if suffix == ext:
+            return name
+    raise FlowprepError(f"{path}: no flow format has the extension {suffix!r} (give --format: {', '.join(FORMATS)})")
+
+
+def read_flow(path, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> flow (H, W, 2) float32 pixels (0 where invalid), valid (H, W) bool."""
+    return FORMATS[format_of(path, fmt)][1](path)
+
+
+def write_flow(path, flow: np.ndarray, valid: np.ndarray | None, fmt: str) -> None:
+    FORMATS[fmt][2](path, flow, valid)

@@ -22,9 +22,9 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from flowprep.errors import FlowprepError
+from flowprep.progress import Progress
 from flowprep.flow.engines import CPU_ENGINES, make_engine
 from flowprep.flow.validity import validity
 from flowprep.manifest import DATASETS, load_manifest
@@ -177,7 +177,7 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
     items = [(i, p) for i, p in work_items(reader, names, shard) if not writer.is_complete(i, flow_part(p))]
     batches = [items[k:k + batch] for k in range(0, len(items), batch)]
     n_proc = gpus or workers
-    bar = tqdm(total=len(items), desc=f"flow {spec.model}", unit="pair", disable=not progress)
+    bar = Progress(len(items), f"flow {spec.model}", "pair", enabled=progress)
     if n_proc > 1 and len(batches) > 1:
         ctx = mp.get_context("spawn")
         devices = ctx.Queue()

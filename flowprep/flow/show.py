@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 
 from flowprep.errors import FlowprepError
-from flowprep.store import StoreReader
+from flowprep.store import StoreReader, pair_name
 from flowprep.viz import flow_to_rgb
 
 
@@ -19,6 +19,10 @@ def flow_picture(store, sample_id: str, pair: str | None = None, zoom: int = 1) 
     i = r.sample_ids.index(sample_id)
     if not r.flow_pairs:
         raise FlowprepError(f"{store}: no flow computed yet (run `flowprep flow {store}`)")
+    if pair:
+        from flowprep.flow.transfer import resolve_pair
+
+        pair = pair_name(*resolve_pair(pair))
     pair = pair or sorted(r.flow_pairs)[0]
     if pair not in r.flow_pairs:
         raise FlowprepError(f"{store}: no flow pair {pair!r} (have {sorted(r.flow_pairs)})")

@@ -1,11 +1,13 @@
-"""KITTI PNG and Middlebury .flo round trips, flow-import/-export, flow-show."""
+"""Flow files (KITTI PNG, .flo, .pfm, .flo5, VIPER .npz): round trips, agreement with ptlflow's readers,
+flow-import of the reference's layout, flow-export, flow-compare, flow-show."""
 
 import cv2
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from flowprep.cli import cli
-from flowprep.flow.formats import read_flo, read_kitti, resize_flow, write_flo, write_kitti
+from flowprep.flow.formats import FORMATS, read_flo, read_flow, read_kitti, resize_flow, write_flo, write_flow, write_kitti
 from flowprep.store import StoreReader
 
 
@@ -43,7 +45,7 @@ def test_export_then_import_gives_the_same_store_flow(fresh_store, tmp_path):
     assert run("flow-export", fresh_store, "--pair", "bwd_1", "--out", tmp_path / "kitti").exit_code == 0
     r = StoreReader(fresh_store)
     assert sorted(p.name for p in (tmp_path / "kitti").iterdir()) == [f"{s}.png" for s in r.sample_ids]
-    result = run("flow-import", fresh_store, "--pairs", "bwd:2", "--dir", tmp_path / "kitti")
+    result = run("flow-import", fresh_store, "--pair", "bwd:2", "--dir", tmp_path / "kitti")
     assert result.exit_code == 0, result.output
     r = StoreReader(fresh_store)
     for i in range(len(r)):  # imported into another pair name: same vectors within the 1/64 px KITTI step
@@ -89,3 +91,88 @@ def test_import_reports_samples_without_a_file(fresh_store, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"imported 1 flows into bwd_1; 1 samples without a file: {r.sample_ids[1]}" in result.output
     assert StoreReader(fresh_store).complete("flow_bwd_1").tolist() == [True, False]
+
+
+@pytest.mark.parametrize("fmt", ["flo", "pfm", "flo5", "viper"])
+def test_export_then_import_in_every_float_format(fresh_store, tmp_path, fmt):
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
+    result = run("flow-export", fresh_store, "--pair", "bwd:1", "--out", tmp_path / fmt, "--format", fmt)
+    assert result.exit_code == 0, result.output
+    ext = FORMATS[fmt][0]
+    assert run("flow-import", fresh_store, "--pair", "fwd_1", "--dir", tmp_path / fmt,
+               "--pattern", "{sample_id}" + ext).exit_code == 0
+    r = StoreReader(fresh_store)
+    step = 1 / 32 if fmt == "viper" else 0  # float16 keeps 1/32 px up to 64 px
+    for i in range(len(r)):
+        valid = r.flow_valid(i, "bwd_1")
+        if fmt != "flo":  # .flo has no way to say invalid: its mask file does, import reads vectors only
+            np.testing.assert_array_equal(r.flow_valid(i, "fwd_1"), valid)
+        assert np.abs(r.flow(i, "fwd_1") - r.flow(i, "bwd_1"))[valid].max() <= step
+
+
+def test_our_readers_agree_with_ptlflows(tmp_path):
+    from ptlflow.utils.flow_utils import flow_read
+
+    rng = np.random.default_rng(3)
+    flow = rng.normal(0, 20, (6, 9, 2)).astype(np.float32)
+    for fmt in ("flo", "pfm", "flo5"):
+        path = tmp_path / f"f{FORMATS[fmt][0]}"
+        write_flow(path, flow, None, fmt)
+        np.testing.assert_array_equal(read_flow(path)[0], flow_read(str(path)))
+    write_flow(tmp_path / "v.npz", flow, None, "viper")
+    ours = read_flow(tmp_path / "v.npz")[0]
+    np.testing.assert_array_equal(ours, flow_read(str(tmp_path / "v.npz"), format="viper_npz"))
+    write_kitti(tmp_path / "k.png", flow)
+    np.testing.assert_allclose(read_kitti(tmp_path / "k.png")[0], flow_read(str(tmp_path / "k.png")), atol=1e-6)
+
+
+def test_import_of_the_references_layout_names_the_pairs_source_frame(fresh_store, tmp_path):
+    """The reference files a flow under its source frame: t-1 for the pair t-1 -> t-2 (ACCEL's)."""
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1@-1").exit_code == 0
+    layout = "{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit"
+    result = run("flow-export", fresh_store, "--pair", "bwd_1_at_m1", "--out", tmp_path / "published",
+                 "--pattern", layout)
+    assert result.exit_code == 0, result.output
+    names = sorted(str(p.relative_to(tmp_path / "published")) for p in (tmp_path / "published").rglob("*.png"))
+    assert names == ["frankfurt/frankfurt_000000_000293_leftImg8bit.png", "lindau/lindau_000000_000018_leftImg8bit.png"]
+    result = run("flow-import", fresh_store, "--pair", "bwd:2", "--dir", tmp_path / "published",
+                 "--pattern", "{city}/{city}_{seq:06d}_{t:06d}_leftImg8bit.png")  # t: filed under frame t
+    assert "imported 0 flows" in result.output  # no file carries frame t's number
+    result = run("flow-import", fresh_store, "--pair", "bwd:1@-1", "--dir", tmp_path / "published",
+                 "--pattern", layout + ".png")
+    assert result.exit_code == 0 and "imported 2 flows into bwd_1_at_m1" in result.output
+
+
+def test_an_unknown_placeholder_is_one_line_naming_it_before_anything_is_written(fresh_store, tmp_path):
+    (tmp_path / "d").mkdir()
+    result = CliRunner().invoke(cli, ["flow-import", str(fresh_store), "--pair", "bwd:1", "--dir", str(tmp_path / "d"),
+                                      "--pattern", "{town}/{sample_id}.png"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.strip() == ("error: --pattern '{town}/{sample_id}.png': unknown placeholder {town} (this "
+                                     "store offers {sample_id}, {offset}, {city}, {seq}, {frame}, {t})")
+    assert "bwd_1" not in StoreReader(fresh_store).flow_pairs
+
+
+def test_flow_compare_scores_a_stored_flow_against_viper_style_ground_truth(fresh_store, tmp_path, synth_tiny):
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
+    r = StoreReader(fresh_store)
+    (tmp_path / "gt").mkdir()
+    for sid in r.sample_ids:  # the replica's exact flow, written as VIPER ships its ground truth
+        truth = np.load(synth_tiny / f"_truth/cityscapes-seq/val/{sid}.npz")
+        gt = truth["flow_0_-1"].copy()
+        gt[truth["occ_0_-1"]] = np.nan
+        write_flow(tmp_path / "gt" / f"{sid}.npz", gt, None, "viper")
+    result = run("flow-compare", fresh_store, "--pair", "bwd_1", "--dir", tmp_path / "gt", "--pattern", "{sample_id}.npz")
+    assert result.exit_code == 0, result.output
+    epe = float(result.output.split("EPE ")[1].split(" px")[0])
+    assert 0 < epe < 2.0  # DIS on the replica (test_flow_job checks it against the truth directly)
+    exact = tmp_path / "exact.zarr"
+    import shutil
+
+    shutil.copytree(fresh_store, exact)
+    assert run("flow-import", exact, "--pair", "bwd_1", "--dir", tmp_path / "gt", "--pattern", "{sample_id}.npz").exit_code == 0
+    again = run("flow-compare", exact, "--pair", "bwd_1", "--dir", tmp_path / "gt", "--pattern", "{sample_id}.npz")
+    assert float(again.output.split("EPE ")[1].split(" px")[0]) <= 1 / 32  # the store's 1/32 px step, nothing more
