@@ -73,7 +73,7 @@ def fit(recipe, overrides, run_dir, allow_schedule_change):
     run_dir = Path(run_dir or f"runs/{r.name}")
     info = {"command": shlex.join(sys.argv), "vdatrain": __version__, "torch": torch.__version__,
             "python": platform.python_version(), "git": _git_revision()}
-    records = run_fit(r, run_dir, progress=sys.stderr.isatty(), run_info=info,
+    records = run_fit(r, run_dir, progress=True, run_info=info,
                       allow_schedule_change=allow_schedule_change)
     if int(os.environ.get("RANK", "0")) == 0:
         last = records[-1] if records else None
@@ -143,7 +143,7 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     d = distributed.setup(r.train.dist_timeout_min)  # under torchrun: each process evaluates its share
     try:
         conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes, d.device,
-                        progress=sys.stderr.isatty() and d.main, pictures=pictures, picture_dir=out / "pictures",
+                        progress=d.main, pictures=pictures, picture_dir=out / "pictures",
                         temporal=meters, skipped=skipped, verify=r.train.verify_reads, dist=d)
     finally:
         distributed.teardown()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from flowprep.manifest import load_classes
+from flowprep.progress import Progress
 from flowprep.store import StoreReader, flow_part, pair_name, pair_offsets
 from vdatrain.data.samples import normalise
 from vdatrain.inference import slide_logits
@@ -110,7 +110,9 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     order = list(enumerate(np.flatnonzero(reader.complete())[:limit]))  # (n, sample index): n picks the pictures
     mine = dist.share(order) if dist is not None else order
     local_skips: list[tuple[int, str]] = []
-    for n, i in tqdm(mine, desc="eval", unit="image", disable=not progress):
+    bar = Progress(len(mine), "eval", "image", enabled=progress)
+    for n, i in mine:
+        bar.update()
         sample = reader.sample_ids[i]
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
         pred, label = at(i, 0, rgb=rgb), torch.from_numpy(np.array(reader.label(i, 0)))
@@ -134,6 +136,7 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
             valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
             warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
             temporal[pair].add(pred, warped[0, 0], ok[0], label)
+    bar.close()
     if dist is not None and dist.world > 1:
         conf = dist.sum(conf)
         for meter in temporal.values() if temporal is not None else ():

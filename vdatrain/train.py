@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from flowprep.progress import Progress
 from vdatrain import distributed
 from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.data.batches import IterationBatches, loader
@@ -196,7 +196,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                    "rcs_classes_without_samples": chooser.dropped})
     records = []
     net.train()
-    bar = tqdm(total=t.iters, initial=start, desc="fit", unit="it", disable=not (progress and d.main))
+    bar = Progress(t.iters, "fit", "it", initial=start, enabled=progress and d.main)
     amp = partial(torch.autocast, d.device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
     tic = time.perf_counter()
     for it, batch in enumerate(loader(batches, start, t.iters, t.workers), start):
@@ -214,7 +214,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         optimizer.step()
         method.after_step(model, it)
         done = it + 1
-        bar.update()
+        fields = {}  # progress: the latest logged loss and learning rate
         if done % t.log_every == 0 or done == t.iters:
             values = np.mean(d.gather([loss.item(), *(v.item() for v in losses.values())]), axis=0)
             rec = {"iteration": done, "loss": float(values[0]),
@@ -228,7 +228,8 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
             if d.main:
                 records.append(rec)
                 log.write(rec)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}")
+                fields = {"loss": rec["loss"], "lr": rec["lr"]}
+        bar.update(1, **fields)
         if done % t.checkpoint_every == 0 or done == t.iters:
             in_sync = distributed.replicas_in_sync(net, d)
             if d.main:

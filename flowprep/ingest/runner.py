@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from tqdm import tqdm
-
 from flowprep.errors import FlowprepError
+from flowprep.progress import Progress
 from flowprep.store import StoreSpec, StoreWriter, create_store
 from flowprep.store.writer import update_attrs
 
@@ -80,7 +79,7 @@ def run_plan(plan: Plan, out: str, *, stage: str, workers: int = 1, progress: bo
     todo = [i for i in range(len(plan.spec.sample_ids)) if not writer.is_complete(i)]
     failed: list[tuple[str, str, str]] = []
     infos: dict[str, dict] = dict(writer.attrs.get("ingest", {}).get("samples", {}))  # from earlier runs
-    bar = tqdm(total=len(todo), desc=f"{stage} {plan.spec.dataset}/{plan.spec.split}", unit="sample", disable=not progress)
+    bar = Progress(len(todo), f"{stage} {plan.spec.dataset}/{plan.spec.split}", "sample", enabled=progress)
 
     def collect(index, failure, info):
         sid = plan.spec.sample_ids[index]

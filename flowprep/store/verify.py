@@ -7,8 +7,8 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
-from tqdm import tqdm
 
+from flowprep.progress import Progress
 from flowprep.store import layout as L
 
 
@@ -62,7 +62,9 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
         metas = [L.read_array_meta(root, p) for p in L.part_arrays(part, attrs)]
         k = record_meta.chunks[1]
         report.complete[part] = 0
-        for i in tqdm(range(len(ids)), desc=f"verify {part}", unit="sample", disable=not progress):
+        bar = Progress(len(ids), f"verify {part}", "sample", enabled=progress)
+        for i in range(len(ids)):
+            bar.update()
             record_key = record_meta.sample_chunk_keys(i)[0]
             record_file = root / record_key
             if not record_file.exists():
@@ -80,4 +82,5 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
                 what = _check_chunk(root, key, int(nbytes), int(crc))
                 if what:
                     report.problems.append(Problem(part, i, ids[i], key, what))
+        bar.close()
     return report

@@ -14,9 +14,9 @@ import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from flowprep.errors import FlowprepError
+from flowprep.progress import Progress
 from flowprep.synth.datasets import FPS, RESOLUTIONS, Job, _seed, run_job
 
 DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bdd")
@@ -111,7 +111,7 @@ def generate(out, *, scale: str = "tiny", seed: int = 0, datasets=DATASETS, work
     jobs = plan_jobs(scale, seed, datasets)
     results = []
     tasks = [(job, str(root), scale) for job in jobs]
-    bar = tqdm(total=sum(len(j.frames) for j in jobs), desc=f"synth {scale}", unit="frame", disable=not progress)
+    bar = Progress(sum(len(j.frames) for j in jobs), f"synth {scale}", "frame", enabled=progress)
     frames_of = {(j.dataset, j.split, j.name): len(j.frames) for j in jobs}
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
