@@ -194,6 +194,8 @@ class TrainSpec:
     log_every: PosInt = 50
     eval_every: NonNegInt = 4000
     checkpoint_every: PosInt = 2000
+    # history beside the rolling checkpoint.pt: iter_<N>.pt of the last this-many checkpoints (0: none)
+    keep_checkpoints: NonNegInt = 0
     # check every chunk against its checksum record on first read (a flipped byte stops the run naming the
     # file); costs one extra read of each chunk per DataLoader worker
     verify_reads: bool = False

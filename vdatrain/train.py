@@ -17,7 +17,7 @@ sampler's state). A run killed at any point and started again continues with the
 losses of an uninterrupted one. Checkpoints are written to a temporary file and
 renamed, by the main process only.
 
-Run directory: `checkpoint.pt`, `log.jsonl` (one JSON object per logged
+Run directory: `checkpoint.pt` (and `iter_N.pt` for the last `train.keep_checkpoints`), `log.jsonl` (one JSON object per logged
 iteration), `tb/` (TensorBoard scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields
@@ -82,6 +83,22 @@ class _RecordingFile(io.FileIO):
         except OSError as e:
             self.error = e
             raise
+
+
+def keep_history(run_dir: Path, iteration: int, keep: int) -> None:
+    """iter_<iteration>.pt beside the rolling checkpoint (a hard link: no second copy on disk), the oldest
+    removed beyond `keep`."""
+    if keep <= 0:
+        return
+    kept = run_dir / f"iter_{iteration}.pt"
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(run_dir / CHECKPOINT, kept)
+    except OSError:  # a file system without hard links
+        shutil.copyfile(run_dir / CHECKPOINT, kept)
+    history = sorted((p for p in run_dir.glob("iter_*.pt") if p.stem[5:].isdigit()), key=lambda p: int(p.stem[5:]))
+    for old in history[:-keep]:
+        old.unlink()
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -236,6 +253,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                 save_checkpoint(run_dir / CHECKPOINT, {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "method": method.state_dict(),
                     "iteration": done, "recipe": asdict(recipe), "processes": d.world})
+                keep_history(run_dir, done, t.keep_checkpoints)
                 log.write({"iteration": done, "checkpoint": CHECKPOINT, "replicas_in_sync": in_sync})
         if t.eval_every and done % t.eval_every == 0:  # every process evaluates its share of the images
             log.write({"iteration": done, **evaluate_run(recipe, model, run_dir / "eval" / f"iter_{done}", d)})

@@ -168,3 +168,15 @@ def test_a_truncated_checkpoint_in_the_run_folder_is_named(recipe, tmp_path):
     result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"])
     assert result.exit_code == 2 and "checkpoint.pt: not a readable PyTorch checkpoint" in result.output
     assert "Traceback" not in result.output
+
+
+def test_keep_checkpoints_keeps_the_last_n_beside_the_rolling_one(recipe, tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.keep_checkpoints=2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in run.glob("*.pt")) == ["checkpoint.pt", "iter_4.pt", "iter_6.pt"]
+    for n in (4, 6):
+        assert torch.load(run / f"iter_{n}.pt", weights_only=True)["iteration"] == n
+    assert (run / "iter_6.pt").stat().st_ino == (run / "checkpoint.pt").stat().st_ino  # a link, not a copy
