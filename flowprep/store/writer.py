@@ -1,7 +1,10 @@
 """Create stores and write them sample by sample, atomically and resumably.
 
 Concurrency model: creating a store or declaring a flow pair changes shared
-metadata and happens under an exclusive `flock` on the store directory. Writing
+metadata and happens under an exclusive `flock` on the store directory; each such
+stage ends by consolidating the metadata (for xarray and other zarr readers), and
+every writer opens groups WITHOUT the consolidated copy, so a store a user
+consolidated is still read as it is. Writing
 a sample touches only that sample's chunk files (chunks are one sample thick),
 so any number of processes may write disjoint samples at once. zarr-python
 writes every chunk file through a temporary file and a rename, and a sample's
@@ -134,10 +137,49 @@ def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, compress=
 def _ensure_checksums(group, part: str, n: int, root: Path, attrs: dict):
     arrays = L.part_arrays(part, attrs)
     k = sum(len(L.read_array_meta(root, p).sample_chunk_keys(0)) for p in arrays)
-    _ensure_array(
+    _ensure_array(  # the chunk dimension is named per part: the parts' records hold different counts
         group, f"{L.CHECKSUMS}/{part}", shape=(n, k, 2), dtype="uint64", fill_value=0,
-        dims=("sample", "chunk", "field"), attributes={"fields": ["nbytes", "crc32c"], "arrays": arrays},
+        dims=("sample", f"chunk_{part}", "field"), attributes={"fields": ["nbytes", "crc32c"], "arrays": arrays},
     )
+
+
+def _open_group(root: Path, **kwargs):
+    """The store's root group as it is on disk, never through a consolidated copy that may be stale."""
+    import zarr
+
+    return zarr.open_group(root, use_consolidated=False, **kwargs)
+
+
+def _consolidate(root: Path) -> None:
+    """Refresh the consolidated metadata in the root zarr.json (xarray opens a store in one read)."""
+    import warnings
+
+    import zarr
+
+    with warnings.catch_warnings():  # "not part of the v3 specification": readers that do not know it ignore it
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(str(root))
+
+
+def _ensure_coordinates(group, spec: "StoreSpec") -> None:
+    """1-D coordinate arrays named after the dimensions, so xarray labels the data: sample ids, frame and label
+    offsets, class names, the colour and flow components."""
+    values = {"sample": np.array(spec.sample_ids, dtype=str), "frame": np.array(spec.frame_offsets, dtype="int64"),
+              "label_frame": np.array(spec.label_offsets, dtype="int64"), "class": np.array(spec.classes, dtype=str),
+              "rgb": np.array(["r", "g", "b"]), "uv": np.array(["u", "v"])}
+    for name, data in values.items():
+        if name in group:
+            continue
+        array = group.create_array(name, shape=data.shape, dtype=str if data.dtype.kind == "U" else data.dtype,
+                                   dimension_names=(name,), attributes={"doc": COORDINATE_DOCS[name]})
+        array[:] = data
+
+
+COORDINATE_DOCS = {
+    "sample": "sample id (its labelled frame t)", "frame": "frame offset from t of each stored frame",
+    "label_frame": "frame offset from t of each stored label", "class": "class name of each trainId",
+    "rgb": "colour channel", "uv": "flow component: u along x, v along y (pixels)",
+}
 
 
 def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Path:
@@ -157,7 +199,7 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
             diff = [k for k in wanted if attrs.get(k) != wanted[k]]
             if diff:
                 raise StoreError(f"{root}: a store with a different layout exists here (differs in: {', '.join(diff)})")
-            group = zarr.open_group(root, mode="r+")
+            group = _open_group(root, mode="r+")
         else:
             if any(root.iterdir()):
                 raise StoreError(f"{root}: directory exists, is not empty, and is not a store")
@@ -179,6 +221,7 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
                           fill_value=extra["fill"], dims=("sample", *extra["dims"]), compress=spec.compress,
                           attributes={"doc": extra.get("doc", "")})
         _ensure_checksums(group, L.BASE_PART, n, root, spec.layout_attrs())
+        _ensure_coordinates(group, spec)
 
         if provenance is not None:
             entry = {"tool": f"flowprep {__version__}", **provenance}
@@ -186,6 +229,7 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
             if not history or history[-1] != entry:
                 history.append(entry)
                 group.attrs[L.ATTRS_KEY] = {**attrs, "provenance": history}
+        _consolidate(root)
     return root
 
 
@@ -196,8 +240,6 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
     pair is recorded in the attributes, so an interrupted call is completed by
     the next one.
     """
-    import zarr
-
     root = Path(path)
     with _store_lock(root):
         attrs = L.read_store_attrs(root)
@@ -208,11 +250,13 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
         name = L.pair_name(src_offset, dst_offset)
         n, (h, w) = len(attrs["sample_ids"]), attrs["resolution"]
         compress = attrs.get("compressed", False)
-        group = zarr.open_group(root, mode="r+")
+        group = _open_group(root, mode="r+")
+        # "scale_factor" is CF's name (xarray decodes pixels with it); "scale" is ours, kept for older readers
         _ensure_array(group, L.flow_path(name), shape=(n, h, w, 2), dtype="int16", fill_value=0,
                       dims=("sample", "y", "x", "uv"), compress=compress,
-                      attributes={"units": "px", "scale": 1 / L.FLOW_SCALE, "from_offset": src_offset,
-                                  "to_offset": dst_offset})
+                      attributes={"units": "px", "scale": 1 / L.FLOW_SCALE, "scale_factor": 1 / L.FLOW_SCALE,
+                                  "from_offset": src_offset, "to_offset": dst_offset,
+                                  "long_name": f"optical flow, frame {src_offset:+d} -> {dst_offset:+d}"})
         _ensure_array(group, L.valid_path(name), shape=(n, h, w), dtype="bool", fill_value=False,
                       dims=("sample", "y", "x"), compress=compress)
         _ensure_checksums(group, L.flow_part(name), n, root, attrs)
@@ -229,17 +273,17 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
             if provenance is not None:
                 history.append({"tool": f"flowprep {__version__}", **provenance})
             group.attrs[L.ATTRS_KEY] = {**attrs, "flows": flows, "provenance": history}
+        _consolidate(root)
     return name
 
 
 def update_attrs(path, key: str, value) -> None:
     """Set one store attribute (e.g. an ingest report) under the store lock."""
-    import zarr
-
     root = Path(path)
     with _store_lock(root):
         attrs = L.read_store_attrs(root)
-        zarr.open_group(root, mode="r+").attrs[L.ATTRS_KEY] = {**attrs, key: value}
+        _open_group(root, mode="r+").attrs[L.ATTRS_KEY] = {**attrs, key: value}
+        _consolidate(root)
 
 
 def _crc_file(path: Path) -> tuple[int, int]:
@@ -254,11 +298,9 @@ class StoreWriter:
     """
 
     def __init__(self, path):
-        import zarr
-
         self.root = Path(path)
         self.attrs = L.read_store_attrs(self.root)
-        self._group = zarr.open_group(self.root, mode="r+")
+        self._group = _open_group(self.root, mode="r+")
         self._arrays: dict = {}
         self._metas: dict[str, L.ArrayMeta] = {}
         self.n_samples = len(self.attrs["sample_ids"])

@@ -46,7 +46,7 @@ def test_inspect_describes_the_store(tmp_path):
 def test_verify_exit_codes(tmp_path):
     w = write_store(tmp_path / "s.zarr")
     ok = run("verify", str(w.path))
-    assert ok.exit_code == 0 and ok.output.startswith("OK")
+    assert ok.exit_code == 0 and ok.stdout.startswith("OK")
     chunk = w.path / "labels/c/2/0/0/0"
     data = bytearray(chunk.read_bytes())
     data[0] ^= 0x10

@@ -71,8 +71,9 @@ KILLER = textwrap.dedent("""
 
 def test_a_write_killed_midway_and_rerun_equals_an_uninterrupted_write(tmp_path):
     killed = tmp_path / "killed.zarr"
-    # Each sample is 4 base writes (frames, labels, counts, record) + 3 flow writes.
-    script = KILLER.format(tests=str(Path(__file__).parent), kill_at=2 * 7 + 2, path=str(killed))
+    # Creating the store writes its 6 coordinate arrays; then each sample is 4 base writes (frames, labels,
+    # counts, record) + 3 flow writes.
+    script = KILLER.format(tests=str(Path(__file__).parent), kill_at=6 + 2 * 7 + 2, path=str(killed))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9, proc.stderr.decode()
     assert StoreReader(killed).complete().tolist() == [True, True, False, False, False]
