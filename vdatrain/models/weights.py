@@ -1,9 +1,16 @@
 """Load ImageNet backbone weights in the formats users have, with strict key checking.
 
-Formats, told apart by their keys:
+Formats, told apart by their keys (`.pth` read with weights_only, `.safetensors` with the safetensors package):
 - mmcv ResNet-v1c (`resnet101_v1c-*.pth`): `stem.{0,1,3,4,6,7}.*`, `layer{1..4}.*`;
+- timm ResNet-v1c (`resnet101c`, gluon): the same network with the deep stem under `conv1.{0,1,3,4,6}.*` and
+  `bn1.*` (renamed to mmcv's `stem.*`), `fc.*` dropped;
 - torchvision ResNet (`resnet101-*.pth`): `conv1.*`, `bn1.*`, `layer{1..4}.*`, `fc.*` (classifier, dropped);
-- SegFormer MiT (`mit_b5.pth`): `patch_embed{1..4}.*`, `block{1..4}.*`, `norm{1..4}.*`, `head.*` (dropped).
+  it fits the 7x7-stem models (`deeplabv2_r101_tv`), and the error says so when given to a v1c model;
+- SegFormer MiT (`mit_b5.pth`): `patch_embed{1..4}.*`, `block{1..4}.*`, `norm{1..4}.*`, `head.*` (dropped);
+- Hugging Face SegFormer MiT (`nvidia/mit-b5`, `model.safetensors` or `pytorch_model.bin`, and the encoders of
+  `SegformerFor*` checkpoints): `[segformer.]encoder.patch_embeddings.{i}`, `encoder.block.{i}.{j}`,
+  `encoder.layer_norm.{i}`; key and value projections are joined into MiT's `kv`; classifier and decode
+  head dropped.
 Wrappers (`state_dict`, `model`) and prefixes (`module.`, `backbone.`) are unwrapped.
 Anything else that does not match the backbone exactly is an error that lists the keys.
 """
@@ -36,11 +43,91 @@ def _unwrap(ckpt) -> dict:
 def detect_format(state: dict) -> str:
     if any(k.startswith("stem.") for k in state):
         return "mmcv-resnet-v1c"
+    if "conv1.0.weight" in state:
+        return "timm-resnet-v1c"
     if "conv1.weight" in state:
         return "torchvision-resnet"
     if any(k.startswith("patch_embed1.") for k in state):
         return "segformer-mit"
+    if any(k.startswith(("segformer.encoder.", "encoder.patch_embeddings.")) for k in state):
+        return "hf-segformer-mit"
+    if any(k.startswith(("segformer.stages.", "stages.0.patch_embeddings.")) for k in state):
+        return "hf5-segformer-mit"
     return "unknown"
+
+
+TIMM_STEM = {"conv1.0.": "stem.0.", "conv1.1.": "stem.1.", "conv1.3.": "stem.3.", "conv1.4.": "stem.4.",
+             "conv1.6.": "stem.6.", "bn1.": "stem.7."}
+
+
+def from_timm_resnet(state: dict) -> dict:
+    """timm's deep-stem names -> mmcv's (the rest of the network is named alike)."""
+    out = {}
+    for k, v in state.items():
+        prefix = next((p for p in TIMM_STEM if k.startswith(p)), None)
+        out[TIMM_STEM[prefix] + k[len(prefix):] if prefix else k] = v
+    return out
+
+
+_HF_BLOCK = {"layer_norm_1.": "norm1.", "layer_norm_2.": "norm2.", "attention.self.query.": "attn.q.",
+             "attention.self.sr.": "attn.sr.", "attention.self.layer_norm.": "attn.norm.",
+             "attention.output.dense.": "attn.proj.", "mlp.dense1.": "mlp.fc1.", "mlp.dwconv.dwconv.": "mlp.dwconv.dwconv.",
+             "mlp.dense2.": "mlp.fc2."}
+
+
+# transformers 5 names its SegFormer modules anew in memory (a state dict saved from one), while the files on
+# the Hub and its save_pretrained keep the names above: back to those (transformers' conversion_mapping, inverted)
+_HF5_TO_HF = [(r"stages\.(\d+)\.patch_embeddings\.", r"encoder.patch_embeddings.\1."),
+              (r"stages\.(\d+)\.blocks\.", r"encoder.block.\1."), (r"stages\.(\d+)\.layer_norm", r"encoder.layer_norm.\1"),
+              (r"attention\.q_proj", "attention.self.query"), (r"attention\.k_proj", "attention.self.key"),
+              (r"attention\.v_proj", "attention.self.value"),
+              (r"attention\.sequence_reduction\.sequence_reduction", "attention.self.sr"),
+              (r"attention\.sequence_reduction\.layer_norm", "attention.self.layer_norm"),
+              (r"attention\.o_proj", "attention.output.dense"), (r"mlp\.fc1", "mlp.dense1"), (r"mlp\.fc2", "mlp.dense2"),
+              (r"layernorm_before", "layer_norm_1"), (r"layernorm_after", "layer_norm_2")]
+
+
+def from_hf5_segformer(state: dict) -> dict:
+    import re
+
+    out = {}
+    for k, v in state.items():
+        for pattern, repl in _HF5_TO_HF:
+            k = re.sub(pattern, repl, k)
+        out[k] = v
+    return from_hf_segformer(out)
+
+
+def from_hf_segformer(state: dict) -> dict:
+    """Hugging Face SegFormer encoder names -> MiT's (stages numbered from 1; key and value joined as kv).
+    Keys outside the encoder (a classifier, a decode head) are left out."""
+    import re
+
+    prefix = "segformer.encoder." if any(k.startswith("segformer.encoder.") for k in state) else "encoder."
+    out, kv = {}, {}
+    for key, v in state.items():
+        if not key.startswith(prefix):
+            continue
+        k = key[len(prefix):]
+        if m := re.fullmatch(r"patch_embeddings\.(\d)\.(proj|layer_norm)\.(weight|bias)", k):
+            out[f"patch_embed{int(m[1]) + 1}.{'proj' if m[2] == 'proj' else 'norm'}.{m[3]}"] = v
+        elif m := re.fullmatch(r"layer_norm\.(\d)\.(weight|bias)", k):
+            out[f"norm{int(m[1]) + 1}.{m[2]}"] = v
+        elif m := re.fullmatch(r"block\.(\d)\.(\d+)\.(.+)", k):
+            head, rest = f"block{int(m[1]) + 1}.{m[2]}.", m[3]
+            if rest.startswith(("attention.self.key.", "attention.self.value.")):
+                kv.setdefault(head, {})[rest] = v
+                continue
+            new = next((rest.replace(a, b, 1) for a, b in _HF_BLOCK.items() if rest.startswith(a)), None)
+            out[head + (new or rest)] = v  # an unknown name stays unknown: the key check lists it
+        else:
+            out[k] = v
+    for head, parts in kv.items():
+        for what in ("weight", "bias"):
+            key, value = parts.get(f"attention.self.key.{what}"), parts.get(f"attention.self.value.{what}")
+            if key is not None and value is not None:
+                out[f"{head}attn.kv.{what}"] = torch.cat([key, value], 0)
+    return out
 
 
 def _few(keys) -> str:
@@ -92,18 +179,39 @@ def safe_load(path) -> object:
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__})") from None
 
 
-def load_backbone(backbone: torch.nn.Module, path) -> str:
-    """Load `path` into `backbone` strictly (classifier weights excepted); returns the detected format."""
+def read_weights(path) -> dict:
+    """A state dict from `.safetensors` (no pickle at all) or a PyTorch file (weights_only)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
-    state = safe_load(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
+    return safe_load(path)
+
+
+def load_backbone(backbone: torch.nn.Module, path) -> str:
+    """Load `path` into `backbone` strictly (classifier weights excepted); returns the detected format."""
+    path = Path(path)
+    state = read_weights(path)
     try:
         state = _unwrap(state)
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
     fmt = detect_format(state)
+    state = {"timm-resnet-v1c": from_timm_resnet, "hf-segformer-mit": from_hf_segformer,
+             "hf5-segformer-mit": from_hf5_segformer}.get(fmt, dict)(state)
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
-    check_keys(state, backbone.state_dict(), f"{path} ({fmt} keys) does not fit {type(backbone).__name__}")
+    own = backbone.state_dict()
+    if fmt == "torchvision-resnet" and any(k.startswith("stem.") for k in own):
+        raise WeightsError(f"{path}: a torchvision ResNet (7x7 stem) does not fit {type(backbone).__name__}'s deep "
+                           f"(v1c) stem: use model.name deeplabv2_r101_tv for these weights, or bring ResNet-v1c "
+                           f"weights (mmcv resnet101_v1c, timm resnet101c)")
+    check_keys(state, own, f"{path} ({fmt} keys) does not fit {type(backbone).__name__}")
     backbone.load_state_dict(state, strict=False)  # num_batches_tracked counters are not weights
     return fmt

@@ -70,3 +70,76 @@ def test_wrong_family_and_missing_files_are_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
         load_backbone(build_model("deeplabv2_r18").backbone, tmp_path / "junk.pth")
+
+
+def _hf_mit(tmp_path, variant: str):
+    """A Hugging Face SegFormer MiT with random weights, saved as transformers saves (and the Hub serves) it:
+    `model.safetensors` in the `segformer.encoder.*` layout, plus the same tensors as a .pth."""
+    import warnings
+
+    from safetensors.torch import load_file
+    from transformers import SegformerConfig, SegformerForImageClassification
+
+    configs = {"mit_b0": dict(), "mit_b5": dict(depths=[3, 6, 40, 3], hidden_sizes=[64, 128, 320, 512],
+                                                 num_attention_heads=[1, 2, 5, 8], decoder_hidden_size=768)}
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hf = SegformerForImageClassification(SegformerConfig(**configs[variant])).eval()
+        hf.save_pretrained(tmp_path / "hf")
+    state = load_file(tmp_path / "hf/model.safetensors")
+    assert any(k.startswith("segformer.encoder.block.0.0.attention.self.key") for k in state)
+    torch.save(state, tmp_path / "hf/pytorch_model.bin")
+    return hf
+
+
+@pytest.mark.parametrize("file", ["model.safetensors", "pytorch_model.bin"])
+def test_hugging_face_mit_b5_loads_and_gives_the_same_features(tmp_path, file):
+    hf = _hf_mit(tmp_path, "mit_b5")
+    model = build_model("daformer_mitb5")
+    assert load_backbone(model.backbone, tmp_path / "hf" / file) == "hf-segformer-mit"
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        theirs = hf.segformer(x, output_hidden_states=True).hidden_states
+        ours = model.backbone.eval()(x)
+    assert [t.shape for t in theirs] == [t.shape for t in ours]
+    for a, b in zip(theirs, ours):  # LayerNorm epsilons differ (1e-5 / 1e-6): equal to float32 noise
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_transformers_5_in_memory_names_load_too(tmp_path):
+    hf = _hf_mit(tmp_path, "mit_b0")
+    torch.save(hf.segformer.state_dict(), tmp_path / "v5.pth")  # stages.{i}.blocks.{j}.attention.q_proj ...
+    model = build_model("daformer_mitb0")
+    assert load_backbone(model.backbone, tmp_path / "v5.pth") == "hf5-segformer-mit"
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.backbone.eval()(x)[-1], hf.segformer(x).last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
+def test_timm_resnet101c_loads_into_the_deep_stem_model(tmp_path):
+    import timm
+
+    theirs = timm.create_model("resnet101c", pretrained=False).eval()
+    state = {k: v.abs() + 0.5 if "running_var" in k else v for k, v in _randomised(theirs.state_dict()).items()}
+    theirs.load_state_dict(state)
+    torch.save(state, tmp_path / "resnet101c.pth")
+    model = build_model("deeplabv2_r101")
+    assert load_backbone(model.backbone, tmp_path / "resnet101c.pth") == "timm-resnet-v1c"
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():  # the renamed stem computes what timm's computes
+        torch.testing.assert_close(model.backbone.eval().stem(x), theirs.act1(theirs.bn1(theirs.conv1(x))))
+
+
+def test_a_torchvision_resnet_given_to_the_v1c_model_says_which_model_fits(tmp_path):
+    torch.save(torchvision.models.resnet101(weights=None).state_dict(), tmp_path / "resnet101-tv.pth")
+    with pytest.raises(WeightsError) as e:
+        load_backbone(build_model("deeplabv2_r101").backbone, tmp_path / "resnet101-tv.pth")
+    assert "a torchvision ResNet (7x7 stem)" in str(e.value) and "use model.name deeplabv2_r101_tv" in str(e.value)
+
+
+def test_a_broken_safetensors_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(WeightsError, match="w.safetensors: not a readable safetensors file"):
+        load_backbone(build_model("daformer_mitb0").backbone, tmp_path / "w.safetensors")
