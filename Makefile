@@ -42,7 +42,7 @@ demo: $(STAMP)
 	for s in viper_train synthia-seq_train cityscapes-seq_train cityscapes-seq_val bddvid_train bddvid_val; do \
 	    $(FP) flow $(DEMO)/stores/$$s.zarr --model dis --workers 2 || exit 1; done
 	$(FP) flow-show $(DEMO)/stores/cityscapes-seq_val.zarr --sample frankfurt_000000_000294 \
-	    --out $(DEMO)/preview/flow-cityscapes-seq.png --zoom 2
+	    --out $(DEMO)/preview/flow-cityscapes-seq.png
 	$(FP) inspect $(DEMO)/stores/cityscapes-seq_val.zarr
 	$(FP) verify $(DEMO)/stores/cityscapes-seq_val.zarr
 	$(VT) fit demo --set data_root=$(DEMO)/stores --run-dir $(DEMO)/runs/demo

@@ -306,19 +306,22 @@ def flow_compare(store, pair, directory, pattern, fmt):
 @click.option("--sample", "sample_id", required=True, help="Sample id, e.g. aachen_000000_000019.")
 @click.option("--pair", default=None, help=f"Stored pair, {PAIR_HELP} (default: the first).")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=str), help="PNG to write.")
-@click.option("--zoom", type=click.IntRange(1, 8), default=1, show_default=True)
+@click.option("--zoom", type=click.FloatRange(0.5, 8), default=1.0, show_default=True,
+              help="Panel size: each panel is 4 x ZOOM inches wide at 150 dpi (600 px at 1).")
 def flow_show(store, sample_id, pair, out, zoom):
-    """Save a PNG of a sample's frame | flow (hue = direction, saturation = magnitude, invalid black) | validity."""
+    """Save a picture of a sample's frame | flow in the standard colour wheel (hue = direction, saturation =
+    length; invalid black) with the wheel as its key and the length its rim stands for | validity."""
     from pathlib import Path
 
     from flowprep.flow.show import flow_picture
-    from flowprep.viz import write_picture
 
     if Path(out).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"):
         raise FlowprepError(f"--out {out}: not an image file name (give a .png)")
-    picture = flow_picture(store, sample_id, pair, zoom)
+    from flowprep.figures import save
+
+    fig = flow_picture(store, sample_id, pair, zoom)
     Path(out).parent.mkdir(parents=True, exist_ok=True)  # an unwritable place is an OSError: exit 1
-    write_picture(out, picture)
+    save(fig, out)
     click.echo(out)
 
 
@@ -363,7 +366,8 @@ def synth(out, scale, seed, datasets, workers):
 @cli.command("synth-preview")
 @click.argument("root", type=click.Path(file_okay=False, exists=True, path_type=str))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Folder for the PNGs.")
-@click.option("--zoom", type=click.IntRange(1, 8), default=3, show_default=True, help="Nearest-neighbour upscaling.")
+@click.option("--zoom", type=click.FloatRange(0.5, 8), default=1.0, show_default=True,
+              help="Panel size: each panel is 4 x ZOOM inches wide at 150 dpi (600 px at 1).")
 def synth_preview(root, out, zoom):
     """Save one PNG per replica in ROOT: frame t | label (Cityscapes colours) | exact flow t -> t-k.
 

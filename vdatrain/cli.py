@@ -144,7 +144,8 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     try:
         conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes, d.device,
                         progress=d.main, pictures=pictures, picture_dir=out / "pictures",
-                        temporal=meters, skipped=skipped, verify=r.train.verify_reads, dist=d)
+                        temporal=meters, skipped=skipped, verify=r.train.verify_reads, dist=d,
+                        refine=r.adapt.refine if r.adapt else None)
     finally:
         distributed.teardown()
     if not d.main:

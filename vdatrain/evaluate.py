@@ -27,16 +27,55 @@ from vdatrain.warp import warp
 
 
 def save_pictures(out_dir: Path, sample_id: str, rgb: np.ndarray, pred: np.ndarray, label: np.ndarray) -> None:
-    """`<id>.png`: image | prediction blended 50% over the image | ground truth; `<id>_pred.png`: the
-    prediction in the Cityscapes palette. (H, W, 3) uint8 RGB, (H, W) trainIds."""
+    """`<id>.png`: image | prediction | ground truth | error map, with the classes' legend (600 px panels);
+    `<id>_pred.png`: the prediction alone in the Cityscapes palette, at the image's size. (H, W, 3) uint8 RGB,
+    (H, W) trainIds."""
+    from flowprep.figures import save
     from flowprep.viz import colourise, write_picture
+    from vdatrain.figures import prediction_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    colour = colourise(pred)
-    overlay = (rgb.astype(np.uint16) + colour) // 2
-    panel = np.concatenate([rgb, overlay.astype(np.uint8), colourise(label)], axis=1)
-    write_picture(out_dir / f"{sample_id}.png", panel)
-    write_picture(out_dir / f"{sample_id}_pred.png", colour)
+    save(prediction_figure(rgb, pred, label, sample_id), out_dir / f"{sample_id}.png")
+    write_picture(out_dir / f"{sample_id}_pred.png", colourise(pred))
+
+
+def save_refinement_picture(out_dir: Path, model, reader: StoreReader, i: int, refine_spec, num_classes: int,
+                            window, stride, device) -> bool:
+    """`refine_<id>.png`: what the recipe's flow refinement does to the pseudo-label of sample i, with `model`
+    as the teacher (single-frame sliding predictions of frame t and of the pair's frame, the latter's class
+    probabilities warped to t by the stored flow, nearest pixel, then `refine` as in training; every pixel
+    weighs 1). False when the store lacks the pair's frame or flow for this sample."""
+    from flowprep.figures import save
+    from vdatrain.adapt.refine import refine
+    from vdatrain.figures import refinement_figure
+
+    pair = refine_spec.pair
+    partner = pair_offsets(pair)[1]
+    if pair not in reader.flow_pairs or partner not in reader.frame_offsets or not reader.complete(flow_part(pair))[i]:
+        return False
+    single = model.model if isinstance(model, ACCEL) else model  # the teacher predicts frames one at a time
+
+    def probs(rgb):
+        return torch.softmax(slide_logits(single, normalise(rgb)[None].to(device), num_classes, window, stride), 1)
+
+    rgb_t = np.asarray(reader.frame(i, 0))
+    p_t, p_k = probs(rgb_t), probs(np.asarray(reader.frame(i, partner)))
+    flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None].to(device)
+    valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None].to(device)
+    warped, ok = warp(p_k, flow, valid, mode="nearest")
+    conf_t, label_t = p_t.max(1)
+    conf_k, label_k = warped.max(1)
+    ones = torch.ones_like(conf_t)
+    truth = torch.from_numpy(np.array(reader.label(i, 0)).astype(np.int64))[None].to(device)
+    label, _ = refine(refine_spec.strategy, label_t, conf_t, ones, label_k, conf_k, ones, ok, refine_spec.invalid,
+                      refine_spec.weight, truth)
+    as_np = lambda t: t[0].cpu().numpy().astype(np.uint8)  # noqa: E731
+    sid = reader.sample_ids[i]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save(refinement_figure(rgb_t, as_np(label_t), as_np(label_k), ok[0].cpu().numpy(), as_np(label),
+                           f"{sid}: {refine_spec.strategy} refinement with {pair} ({refine_spec.invalid})"),
+         out_dir / f"refine_{sid}.png")
+    return True
 
 
 def temporal_pairs(reader: StoreReader) -> list[str]:
@@ -76,7 +115,7 @@ def frame_prediction(model, reader: StoreReader, i: int, offset: int, num_classe
 def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 19, device: str = "cpu",
              progress: bool = False, pictures: int = 0, picture_dir=None,
              temporal: dict | None = None, skipped: list | None = None, limit: int | None = None,
-             verify: bool = False, dist=None) -> np.ndarray:
+             verify: bool = False, dist=None, refine=None) -> np.ndarray:
     """(C, C) confusion matrix of `model` over the complete samples of `store`; pictures of the first
     `pictures` samples go to `picture_dir`. With a `temporal` dict, also the temporal metrics: it is
     filled with {pair: TemporalMeter} for every pair of `temporal_pairs` (one more prediction per
@@ -92,6 +131,9 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     on first read (a corrupt chunk is a StoreError naming the file).
 
     `limit`: only the first `limit` complete samples (`vdatrain check` evaluates one).
+
+    `refine` (a recipe's adapt.refine): the pictured samples also get `refine_<id>.png`
+    (`save_refinement_picture`).
 
     `dist` (a `vdatrain.distributed.Dist` of several processes): each process predicts every world-th
     image and the counts are summed over the processes, so every process returns the result of the
@@ -122,6 +164,9 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
         conf += confusion(pred, label, num_classes)
         if n < pictures:
             save_pictures(Path(picture_dir), sample, rgb, pred.numpy().astype(np.uint8), label.numpy())
+            if refine is not None:
+                save_refinement_picture(Path(picture_dir), model, reader, i, refine, num_classes, window, stride,
+                                        device)
         pairs_here = [pair for pair in pairs if reader.complete(flow_part(pair))[i]]
         local_skips += [(n, f"{sample}/{pair} (incomplete flow: no checksum record)") for pair in pairs
                         if pair not in pairs_here]

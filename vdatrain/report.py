@@ -5,8 +5,8 @@ recipe's report label (`label`, default its name), the shift (source dataset ->
 target dataset, from the stores) and the protocol it reports first. Outputs: a
 Markdown table (mIoU per method and shift, then the temporal consistency
 PL-PredConsis-mIoU per method, shift and frame distance under each class protocol, the
-runs' own first), the same as CSV, and a
-grouped bar chart PNG of mIoU.
+runs' own first), the same as CSV, and charts (matplotlib): mIoU per method and shift,
+IoU per class, and the runs' training curves.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # RGB
 
 
 class ReportError(ValueError):
@@ -35,6 +32,8 @@ class Row:
     predconsis: dict  # protocol -> flow pair -> PL-PredConsis-mIoU
     folder: str
     protocol: str = "standard"
+    per_class: dict | None = None  # class -> IoU % under the run's protocol
+    log: str | None = None  # the run's log.jsonl, when the folder is (in) a run folder
 
 
 def load(folder) -> Row:
@@ -52,8 +51,10 @@ def load(folder) -> Row:
             by_protocol = {"standard": t} if "predconsis_miou" in t else t  # results.json before both protocols
             for p, metrics in by_protocol.items():
                 predconsis.setdefault(p, {})[pair] = float(metrics["predconsis_miou"])
+        log = next((p for p in (folder / "log.jsonl", path.parent.parent / "log.jsonl") if p.is_file()), None)
         return Row(label=info.get("label") or folder.name, shift=info.get("shift", "?"),
-                   miou=float(result["miou"][protocol]), folder=str(folder), predconsis=predconsis, protocol=protocol)
+                   miou=float(result["miou"][protocol]), folder=str(folder), predconsis=predconsis, protocol=protocol,
+                   per_class=result.get("per_class", {}).get(protocol), log=str(log) if log else None)
     except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
         raise ReportError(f"{path}: not an evaluation result ({e})") from None
 
@@ -117,49 +118,46 @@ def csv_text(rows: list[Row]) -> str:
     return buf.getvalue()
 
 
-def bar_chart(rows: list[Row], path, height: int = 420) -> None:
-    """Grouped bars: one group per shift, one bar per method (mean over its runs), mIoU 0-100 on the y axis."""
-    import cv2
-
-    labels, shifts, cell = tables(rows)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    bar, gap, left, top, bottom = 22, 28, 60, 34, 60
-    widest = max(cv2.getTextSize(s, font, 0.4, 1)[0][0] for s in shifts)
-    group = max(bar * len(labels), widest) + gap  # the shift's name fits under its bars
-    legend_w = 30 + max(cv2.getTextSize(s, font, 0.4, 1)[0][0] for s in labels)
-    width = left + group * len(shifts) + legend_w
-    img = np.full((height, width, 3), 255, np.uint8)
-    plot_h = height - top - bottom
-    y_of = lambda v: int(round(top + plot_h * (1 - v / 100)))  # noqa: E731
-    for v in range(0, 101, 20):
-        cv2.line(img, (left, y_of(v)), (left + group * len(shifts), y_of(v)), (220, 220, 220), 1)
-        cv2.putText(img, str(v), (left - 34, y_of(v) + 5), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(img, "mIoU", (4, 14), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for g, shift in enumerate(shifts):
-        x0 = left + g * group + gap // 2
-        for m, label in enumerate(labels):
-            if (label, shift) in cell:
-                colour = PALETTE[m % len(PALETTE)][::-1]  # BGR for OpenCV
-                mean = float(np.mean(cell[label, shift]))
-                cv2.rectangle(img, (x0 + m * bar, y_of(mean)), (x0 + (m + 1) * bar - 3, y_of(0)),
-                              colour, -1)
-        cv2.putText(img, shift, (x0, height - bottom + 22), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.line(img, (left, y_of(0)), (left + group * len(shifts), y_of(0)), (0, 0, 0), 1)
-    for m, label in enumerate(labels):
-        y = top + 10 + 18 * m
-        lx = left + group * len(shifts) + 10
-        cv2.rectangle(img, (lx, y - 9), (lx + 10, y + 1), PALETTE[m % len(PALETTE)][::-1], -1)
-        cv2.putText(img, label, (lx + 14, y), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise ReportError(f"{path}: could not write the chart")
+def _records(path: str) -> list[dict]:
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill: the rest of the log still draws
+    return out
 
 
 def write(rows: list[Row], out_dir) -> list[Path]:
-    """table.md, table.csv and miou.png in `out_dir`."""
+    """table.md, table.csv, miou.png (mIoU per method and shift), per_class.png (IoU per class, one chart per
+    shift with several methods) and curves.png (training curves of the runs whose log is at hand) in `out_dir`."""
+    from flowprep.figures import save
+    from vdatrain import figures
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(markdown(rows))
     (out / "table.csv").write_text(csv_text(rows))
-    bar_chart(rows, out / "miou.png")
-    return [out / "table.md", out / "table.csv", out / "miou.png"]
+    written = [out / "table.md", out / "table.csv", save(figures.miou_chart(*tables(rows)), out / "miou.png")]
+    for shift in dict.fromkeys(r.shift for r in rows):
+        per_class: dict = {}
+        for r in rows:  # seeds of one method: the mean per class
+            if r.shift == shift and r.per_class:
+                for c, v in r.per_class.items():
+                    per_class.setdefault(r.label, {}).setdefault(c, []).append(v)
+        if per_class:
+            means = {label: {c: (float(np.mean([x for x in v if x is not None])) if any(x is not None for x in v)
+                                 else None) for c, v in classes.items()} for label, classes in per_class.items()}
+            name = "per_class.png" if len({r.shift for r in rows}) == 1 else \
+                f"per_class_{shift.replace(' -> ', '_to_').replace(' ', '_')}.png"
+            fig = figures.per_class_chart(means)
+            fig.suptitle(f"IoU per class, {shift}", fontsize=9)
+            written.append(save(fig, out / name))
+    logs = {}
+    for r in rows:
+        if r.log:
+            logs.setdefault(r.label if r.label not in logs else f"{r.label} ({Path(r.log).parent.name})",
+                            _records(r.log))
+    if logs:
+        written.append(save(figures.training_curves(logs), out / "curves.png"))
+    return written

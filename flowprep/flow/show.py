@@ -1,18 +1,17 @@
-"""`flowprep flow-show`: frame | flow (colour wheel) | validity, for a person to look at."""
+"""`flowprep flow-show`: frame | flow (the standard colour wheel, with its key) | validity, for a person to look at."""
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from flowprep.errors import FlowprepError
 from flowprep.store import StoreReader, pair_name
-from flowprep.viz import flow_to_rgb
+from flowprep.figures import flow_figure
 
 
-def flow_picture(store, sample_id: str, pair: str | None = None, zoom: int = 1) -> np.ndarray:
-    """(h, 3w, 3) uint8 RGB: the flow's source frame, the flow (hue = direction, saturation = magnitude,
-    invalid black), and validity (white = valid)."""
+def flow_picture(store, sample_id: str, pair: str | None = None, zoom: float = 1.0):
+    """A figure: the flow's source frame | the flow in the standard colour wheel (invalid black) with its key and
+    the length its rim stands for | validity (white = valid)."""
     r = StoreReader(store)
     if sample_id not in r.sample_ids:
         raise FlowprepError(f"{store}: no sample {sample_id!r} (e.g. {', '.join(r.sample_ids[:3])})")
@@ -29,6 +28,7 @@ def flow_picture(store, sample_id: str, pair: str | None = None, zoom: int = 1) 
     if not r.complete(f"flow_{pair}")[i]:
         raise FlowprepError(f"{store}: flow {pair} of {sample_id!r} not computed yet")
     frame = r.frame(i, r.flow_pairs[pair]["from_offset"])
-    valid = r.flow_valid(i, pair)
-    panel = np.concatenate([frame, flow_to_rgb(r.flow(i, pair), valid), np.repeat(valid[..., None] * 255, 3, -1).astype(np.uint8)], 1)
-    return cv2.resize(panel, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST) if zoom > 1 else panel
+    valid = np.asarray(r.flow_valid(i, pair))
+    meta = r.flow_pairs[pair]
+    return flow_figure(np.asarray(frame), r.flow(i, pair), valid,
+                       f"{sample_id}: flow {pair}, frame {meta['from_offset']:+d} -> {meta['to_offset']:+d}", zoom)

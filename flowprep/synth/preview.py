@@ -12,7 +12,7 @@ from flowprep.errors import FlowprepError
 from flowprep.ingest.pattern import Pattern
 from flowprep.labels import read_train_ids
 from flowprep.manifest import load_manifest
-from flowprep.viz import colourise, flow_to_rgb, write_picture
+from flowprep.figures import preview_figure, save
 
 
 def sample_paths(root: Path, dataset: str, split: str, sample_id: str) -> tuple[Path, Path]:
@@ -27,7 +27,7 @@ def sample_paths(root: Path, dataset: str, split: str, sample_id: str) -> tuple[
     return root / m.layout["frame"].format(**fields), root / m.layout["label"].format(**fields)
 
 
-def preview(root, out, zoom: int = 3) -> list[Path]:
+def preview(root, out, zoom: float = 1.0) -> list[Path]:
     root, out = Path(root), Path(out)
     summary_file = root / "_truth" / "synth.json"
     if not summary_file.is_file():
@@ -46,11 +46,10 @@ def preview(root, out, zoom: int = 3) -> list[Path]:
         key = "flow_0_-2" if dataset == "bdd" else "flow_0_-1"
         frame_path, label_path = sample_paths(root, dataset, split, sample_id)
         frame = cv2.imread(str(frame_path))[..., ::-1]
-        label = colourise(read_train_ids(load_manifest(dataset), label_path))
-        flow = flow_to_rgb(truth[key], ~truth[key.replace("flow", "occ")])
-        panel = np.concatenate([frame, label, flow], axis=1)
-        panel = cv2.resize(panel, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
-        path = out / f"{dataset}.png"
-        write_picture(path, panel)
-        written.append(path)
+        label = read_train_ids(load_manifest(dataset), label_path)
+        distance = key.split("_")[-1]
+        fig = preview_figure(frame, label, truth[key], ~truth[key.replace("flow", "occ")],
+                             f"exact flow t -> t{distance} (occluded black)", zoom)
+        fig.suptitle(f"{dataset} {split} {sample_id}", fontsize=10)
+        written.append(save(fig, out / f"{dataset}.png"))
     return written

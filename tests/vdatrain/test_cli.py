@@ -36,6 +36,7 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
         (tmp_path / folder / "eval" / "results.json").write_text(json.dumps({
             "classes": "viper", "miou": {"standard": miou + 0.1, "unifiedvideoda": miou},
             "run": {"label": label, "shift": shift, "protocol": "unifiedvideoda"},
+            "per_class": {"unifiedvideoda": {"road": miou + 60, "car": miou + 30, "bus": None}},
             "temporal": {"bwd_1": {"standard": {"predconsis_miou": miou + 49}, "unifiedvideoda": {"predconsis_miou": miou + 50}}}}))
     result = CliRunner().invoke(cli, ["report", *(str(tmp_path / r[0]) for r in runs), "--out", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
@@ -52,6 +53,17 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     assert "PL-PredConsis-mIoU (temporal consistency of predictions), standard protocol:" in result.output
     chart = cv2.imread(str(tmp_path / "t" / "miou.png"))
     assert chart is not None and chart.shape[0] > 300 and (chart != 255).any()
+    for shift in ("viper_to_cityscapes-seq", "viper_to_bddvid"):
+        assert cv2.imread(str(tmp_path / "t" / f"per_class_{shift}.png")) is not None
+    assert not (tmp_path / "t" / "curves.png").exists()  # no run folder with a log among them
+    (tmp_path / "ad" / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"iteration": 1, "loss": 2.0, "loss/source": 1.5, "loss/mix": 0.5, "pseudo_weight": 0.2},
+        {"iteration": 2, "loss": 1.5, "loss/source": 1.1, "loss/mix": 0.4, "pseudo_weight": 0.4},
+        {"iteration": 2, "miou/standard": 25.0})) + "{cut by a kill")
+    again = CliRunner().invoke(cli, ["report", str(tmp_path / "ad"), "--out", str(tmp_path / "t2")])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in (tmp_path / "t2").iterdir()) == ["curves.png", "miou.png", "per_class.png",
+                                                                    "table.csv", "table.md"]
     missing = CliRunner().invoke(cli, ["report", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no results.json here" in missing.output
     (tmp_path / "junk").mkdir()
@@ -62,3 +74,18 @@ def test_report_lays_out_methods_by_shift_and_writes_table_csv_and_chart(tmp_pat
     listed = CliRunner().invoke(cli, ["report", str(tmp_path / "junk")])
     assert listed.exit_code == 2 and "results.json: not an evaluation result" in listed.output
     assert "Traceback" not in listed.output
+
+
+
+def test_report_charts_fit_their_axes_to_the_data():
+    """A 20 -> 26 gain must not hide at the bottom of a 0-100 axis."""
+    from vdatrain.figures import miou_chart, training_curves
+
+    ax = miou_chart(["Source", "HRDA"], ["viper -> cityscapes-seq"],
+                    {("Source", "viper -> cityscapes-seq"): [20.0, 21.0], ("HRDA", "viper -> cityscapes-seq"): [26.0]}).axes[0]
+    lo, hi = ax.get_ylim()
+    assert 10 < lo < 20 and 26 < hi < 35
+    fig = training_curves({"HRDA": [{"iteration": i, "loss": 1 / i, "loss/source": 0.5 / i, "pseudo_weight": 0.1 * i}
+                                    for i in range(1, 5)] + [{"iteration": 4, "miou/standard": 26.0}]})
+    assert [a.get_title() for a in fig.axes] == ["total loss", "loss terms", "pseudo-weight / refinement kept",
+                                                 "mIoU at each evaluation (%)"]

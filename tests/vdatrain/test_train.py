@@ -126,12 +126,13 @@ def test_eval_writes_tables_whose_miou_matches_the_confusion_matrix(recipe, tmp_
     assert len(pictures) == 2 * 2 and pictures[0].endswith(".png")  # 2 val samples: panel + prediction
 
 
-def test_eval_pictures_show_image_overlay_and_ground_truth(recipe, tmp_path):
+def test_eval_pictures_show_image_prediction_truth_and_errors_with_a_legend(recipe, tmp_path):
     import cv2
     import numpy as np
 
     from flowprep.store import StoreReader
     from flowprep.viz import colourise
+    from vdatrain.figures import error_map, prediction_figure
 
     assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")]).exit_code == 0
     result = CliRunner().invoke(cli, ["eval", str(recipe), "--ckpt", str(tmp_path / "run/checkpoint.pt"),
@@ -139,14 +140,26 @@ def test_eval_pictures_show_image_overlay_and_ground_truth(recipe, tmp_path):
     assert result.exit_code == 0, result.output
     store = StoreReader(json.loads((tmp_path / "run/recipe.json").read_text())["eval"]["store"])
     sid = store.sample_ids[0]
-    panel = cv2.imread(str(tmp_path / f"eval/pictures/{sid}.png"))[..., ::-1]
+    panel = cv2.imread(str(tmp_path / f"eval/pictures/{sid}.png"))
     pred = cv2.imread(str(tmp_path / f"eval/pictures/{sid}_pred.png"))[..., ::-1]
     h, w = store.resolution
-    assert panel.shape == (h, 3 * w, 3) and pred.shape == (h, w, 3)
-    np.testing.assert_array_equal(panel[:, :w], store.frame(0, 0))
-    np.testing.assert_array_equal(panel[:, 2 * w:], colourise(np.asarray(store.label(0, 0))))
-    np.testing.assert_array_equal(panel[:, w:2 * w], ((store.frame(0, 0).astype(np.uint16) + pred) // 2).astype(np.uint8))
+    assert panel.shape[1] == 4 * 600 and panel.shape[0] > 600 * h / w  # four 600-px panels and a legend row
+    assert pred.shape == (h, w, 3)
     assert len(list((tmp_path / "eval/pictures").iterdir())) == 2
+    label = np.asarray(store.label(0, 0))
+    ids = np.argmin(np.abs(colourise(np.arange(19, dtype=np.uint8))[None, None].astype(int)
+                           - pred[:, :, None].astype(int)).sum(-1), -1).astype(np.uint8)  # the palette read back
+    fig = prediction_figure(np.asarray(store.frame(0, 0)), ids, label, sid)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["image", "prediction", "ground truth"] and titles[3].startswith("errors: red wrong")
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    present = set(np.unique(np.concatenate([ids.ravel(), label.ravel()])))
+    from flowprep.manifest import load_classes
+
+    assert legend == {load_classes().names[i] for i in present if i < 19} | ({"ignore"} if 255 in present else set())
+    errors = error_map(np.array([[1, 2, 3]]), np.array([[1, 5, 255]]))
+    assert errors[0, 0].tolist() == [255, 255, 255] and errors[0, 1].tolist() == [220, 30, 30]
+    assert errors[0, 2].tolist() == [0, 0, 0]
 
 
 def test_the_train_step_benchmark_prints_its_table():

@@ -55,6 +55,27 @@ def test_dual_frame_evaluation_reports_mIoU_temporal_metrics_and_the_run_for_the
     assert report.exit_code == 0 and "| tiny MOM+disc |" in report.output
 
 
+def test_a_refinement_recipe_shows_what_refinement_does_to_a_pseudo_label(run, tmp_path):
+    import cv2
+    import numpy as np
+
+    from vdatrain.figures import DROPPED, refinement_figure
+
+    result = CliRunner().invoke(cli, ["eval", str(run / "recipe.yaml"), "--ckpt", str(run / "run/checkpoint.pt"),
+                                      "--pictures", "2", "--no-temporal", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    refined = sorted(p.name for p in (tmp_path / "eval/pictures").glob("refine_*.png"))
+    assert len(refined) == 2 and cv2.imread(str(tmp_path / "eval/pictures" / refined[0])).shape[1] == 4 * 600
+    t, k = np.array([[1, 2, 3, 4]]), np.array([[1, 5, 3, 0]])
+    fig = refinement_figure(np.zeros((1, 4, 3), np.uint8), t, k, np.array([[True, True, True, False]]),
+                            np.array([[1, 255, 3, 255]]), "consistency")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["frame t", "teacher's pseudo-label of t", "partner frame's, warped to t (no warp: black)",
+                      "refined (50% kept, magenta dropped)"]
+    shown = fig.axes[3].get_images()[0].get_array()
+    assert shown[0, 1].tolist() == DROPPED.tolist() and shown[0, 0].tolist() != DROPPED.tolist()
+
+
 def test_a_store_without_the_accel_pair_is_named_before_training(run, tiny_store):
     plain = tiny_store("cityscapes-seq", "val")
     result = CliRunner().invoke(cli, ["eval", str(run / "recipe.yaml"), "--ckpt", str(run / "run/checkpoint.pt"),

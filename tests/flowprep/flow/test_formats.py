@@ -69,17 +69,38 @@ def test_import_of_another_resolution_needs_rescale(fresh_store, tmp_path):
     np.testing.assert_allclose(StoreReader(fresh_store).flow(0, "bwd_1"), 1.0)  # halved with the image
 
 
-def test_flow_show_writes_frame_flow_and_validity(fresh_store, tmp_path):
+def test_flow_show_writes_frame_flow_with_its_colour_key_and_validity(fresh_store, tmp_path):
+    from flowprep.flow.show import flow_picture
+
     run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
     assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
     sid = StoreReader(fresh_store).sample_ids[0]
     result = run("flow-show", fresh_store, "--sample", sid, "--out", tmp_path / "show.png", "--zoom", "2")
     assert result.exit_code == 0, result.output
     img = cv2.imread(str(tmp_path / "show.png"))
-    h, w = StoreReader(fresh_store).resolution
-    assert img.shape == (2 * h, 2 * 3 * w, 3)
+    assert img.shape[1] == 3 * 2 * 600  # three panels, 1200 px each at --zoom 2
+    fig = flow_picture(fresh_store, sid, "bwd:1")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == ["source frame", f"{sid}: flow bwd_1, frame +0 -> -1", titles[2]]
+    key = fig.axes[1].child_axes[0].get_title()  # the colour wheel, inset in the flow panel
+    assert titles[2].startswith("valid (") and key.startswith("rim ") and key.endswith(" px")
     result = run("flow-show", fresh_store, "--sample", "nope", "--out", tmp_path / "x.png")
     assert result.exit_code == 2 and "no sample 'nope'" in result.output
+
+
+def test_flow_colours_are_ptlflows_colour_wheel():
+    from ptlflow.utils.external.flowpy import flow_to_rgb as ptlflow_colours
+
+    from flowprep.viz import flow_to_rgb, wheel_key
+
+    flow = np.random.default_rng(5).normal(0, 6, (24, 32, 2)).astype(np.float32)
+    for radius in (None, 4.0):  # the largest vector at the rim, or a fixed scale (longer vectors darkened)
+        ours = flow_to_rgb(flow, max_norm=radius).astype(int)
+        assert np.abs(ours - ptlflow_colours(flow.copy(), radius).astype(int)).max() <= 1
+    right, down = flow_to_rgb(np.array([[[1.0, 0.0], [0.0, 1.0]]]), max_norm=1.0)[0]
+    assert right.tolist() == [255, 0, 0] and down[0] == 255 and down[2] < 80  # right red, down orange
+    key = wheel_key(51)
+    assert key[25, 25].tolist() == [255, 255, 255] and key[25, 50].tolist() == [255, 0, 0]
 
 
 def test_import_reports_samples_without_a_file(fresh_store, tmp_path):
