@@ -47,6 +47,13 @@ class Progress:
         self.printed: int | None = None  # the count the last line showed
         self.fields: dict = {}
 
+    def each(self, items):
+        """Yield `items`, counting each one done when the loop's body has finished with it; closes at the end."""
+        for item in items:
+            yield item
+            self.update()
+        self.close()
+
     def update(self, n: int = 1, **fields) -> None:
         self.done += n
         self.fields.update(fields)

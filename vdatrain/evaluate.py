@@ -152,9 +152,7 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
     order = list(enumerate(np.flatnonzero(reader.complete())[:limit]))  # (n, sample index): n picks the pictures
     mine = dist.share(order) if dist is not None else order
     local_skips: list[tuple[int, str]] = []
-    bar = Progress(len(mine), "eval", "image", enabled=progress)
-    for n, i in mine:
-        bar.update()
+    for n, i in Progress(len(mine), "eval", "image", enabled=progress).each(mine):
         sample = reader.sample_ids[i]
         rgb = np.asarray(reader.extra(i, "eval_image") if use_eval_image else reader.frame(i, 0))
         pred, label = at(i, 0, rgb=rgb), torch.from_numpy(np.array(reader.label(i, 0)))
@@ -181,7 +179,6 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
             valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
             warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
             temporal[pair].add(pred, warped[0, 0], ok[0], label)
-    bar.close()
     if dist is not None and dist.world > 1:
         conf = dist.sum(conf)
         for meter in temporal.values() if temporal is not None else ():

@@ -81,9 +81,7 @@ def import_flows(store, pair: str, directory, pattern: str, fmt: str | None = No
     reader, writer = StoreReader(store), StoreWriter(store)
     h, w = reader.resolution
     missing = []
-    bar = Progress(len(reader), "flow-import", "flow", enabled=progress)
-    for i, sid in enumerate(reader.sample_ids):
-        bar.update()
+    for i, sid in Progress(len(reader), "flow-import", "flow", enabled=progress).each(enumerate(reader.sample_ids)):
         path = Path(directory) / pattern.format(**sample_fields(reader, i, src))
         if not path.is_file():
             missing.append(sid)
@@ -94,7 +92,6 @@ def import_flows(store, pair: str, directory, pattern: str, fmt: str | None = No
                 raise FlowprepError(f"{path}: {flow.shape[1]}x{flow.shape[0]}, the store is {w}x{h} (use --rescale)")
             flow, valid = resize_flow(flow, valid, h, w)
         writer.write_flow(i, name, flow, valid)
-    bar.close()
     return name, len(reader) - len(missing), missing
 
 
@@ -115,9 +112,7 @@ def export_flows(store, pair: str, out, fmt: str = "kitti", pattern: str = "{sam
     ext, _, _, has_mask = FORMATS[fmt]
     done = np.flatnonzero(reader.complete(f"flow_{name}"))
     root = Path(out).resolve()
-    bar = Progress(len(done), "flow-export", "flow", enabled=progress)
-    for i in done:
-        bar.update()
+    for i in Progress(len(done), "flow-export", "flow", enabled=progress).each(done):
         base = root / pattern.format(**sample_fields(reader, int(i), src))
         if root not in base.resolve().parents:  # a pattern is the user's; a field from the store never escapes
             raise FlowprepError(f"--pattern {pattern!r}: {base} lies outside {root}")
@@ -126,7 +121,6 @@ def export_flows(store, pair: str, out, fmt: str = "kitti", pattern: str = "{sam
         write_flow(f"{base}{ext}", flow, valid, fmt)
         if not has_mask:
             write_picture(f"{base}_valid.png", valid.astype(np.uint8) * 255)
-    bar.close()
     return len(done), len(reader) - len(done)
 
 
@@ -144,9 +138,7 @@ def compare_flows(store, pair: str, directory, pattern: str, fmt: str | None = N
     fmt = format_of(pattern, fmt)
     total, pixels, outliers, samples, missing = 0.0, 0, 0, 0, []
     done = np.flatnonzero(reader.complete(f"flow_{name}"))
-    bar = Progress(len(done), "flow-compare", "flow", enabled=progress)
-    for i in done:
-        bar.update()
+    for i in Progress(len(done), "flow-compare", "flow", enabled=progress).each(done):
         path = Path(directory) / pattern.format(**sample_fields(reader, int(i), src))
         if not path.is_file():
             missing.append(reader.sample_ids[i])
@@ -160,6 +152,5 @@ def compare_flows(store, pair: str, directory, pattern: str, fmt: str | None = N
         mag = np.linalg.norm(ref, axis=-1)[both]
         total, pixels, samples = total + float(err.sum()), pixels + err.size, samples + 1
         outliers += int(((err > 3) & (err > 0.05 * mag)).sum())
-    bar.close()
     return {"pair": name, "samples": samples, "pixels": pixels, "epe": total / max(pixels, 1),
             "outliers": 100 * outliers / max(pixels, 1), "missing": missing}

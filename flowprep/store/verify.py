@@ -62,9 +62,7 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
         metas = [L.read_array_meta(root, p) for p in L.part_arrays(part, attrs)]
         k = record_meta.chunks[1]
         report.complete[part] = 0
-        bar = Progress(len(ids), f"verify {part}", "sample", enabled=progress)
-        for i in range(len(ids)):
-            bar.update()
+        for i in Progress(len(ids), f"verify {part}", "sample", enabled=progress).each(range(len(ids))):
             record_key = record_meta.sample_chunk_keys(i)[0]
             record_file = root / record_key
             if not record_file.exists():
@@ -82,5 +80,4 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
                 what = _check_chunk(root, key, int(nbytes), int(crc))
                 if what:
                     report.problems.append(Problem(part, i, ids[i], key, what))
-        bar.close()
     return report
