@@ -39,7 +39,7 @@ import torch
 from flowprep.progress import Progress
 from vdatrain import distributed
 from vdatrain.adapt.rcs import RareClassSampler
-from vdatrain.data.batches import IterationBatches, loader
+from vdatrain.data.batches import IterationBatches, loader, to_model
 from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.methods import build_method
 from vdatrain.models import build_model
@@ -61,14 +61,6 @@ def samples(data: DataSpec, seed: int, labels: bool = True, rcs=None, verify: bo
 
 def iteration_seed(seed: int, it: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, it, rank]).generate_state(1)[0])
-
-
-def to_device(batch, device: torch.device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 class _RecordingFile(io.FileIO):
@@ -219,7 +211,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
     for it, batch in enumerate(loader(batches, start, t.iters, t.workers), start):
         torch.manual_seed(iteration_seed(t.seed, it, d.rank))  # dropout, drop-path, augmentations
         set_lr(optimizer, it, t.iters, o.warmup_iters, o.warmup_ratio)
-        batch = to_device(batch, d.device)
+        batch = to_model(batch, d.device)  # on the device; images normalised there
         optimizer.zero_grad(set_to_none=True)
         losses = {}
         for terms in method.losses(net, batch, it, amp):  # one group per forward pass

@@ -33,8 +33,10 @@ class EMATeacher:
     @torch.no_grad()
     def update(self, student: nn.Module, it: int) -> None:
         a = ema_alpha(it, self.alpha)
-        for t, s in zip(self.model.parameters(), student.parameters()):
-            t.mul_(a).add_(s.detach(), alpha=1 - a)
+        teacher = list(self.model.parameters())
+        # one multi-tensor kernel per step instead of two launches for each of ~326 tensors (R101 + heads)
+        torch._foreach_mul_(teacher, a)
+        torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1 - a)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, **frames) -> torch.Tensor:

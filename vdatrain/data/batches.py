@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vdatrain.data.samples import StoreSamples
+from vdatrain.data.samples import StoreSamples, normalise_batch
 from vdatrain.distributed import Dist
 
 # (iteration, global batch size) -> items: an index, or (index, rare class); picklable
@@ -70,7 +70,22 @@ class IterationBatches(torch.utils.data.Dataset):
 
 
 def loader(batches: IterationBatches, start: int, stop: int, workers: int, context: str | None = None):
-    """Iterate batches[start:stop] in order with `workers` background processes."""
+    """Iterate batches[start:stop] in order with `workers` background processes; in pinned memory when a GPU
+    takes them (so `to_model`'s copies are asynchronous)."""
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(start, stop), num_workers=workers,
                                        multiprocessing_context=context if workers else None,
-                                       persistent_workers=False, prefetch_factor=2 if workers else None)
+                                       persistent_workers=False, prefetch_factor=2 if workers else None,
+                                       pin_memory=torch.cuda.is_available())
+
+
+def to_model(batch, device: torch.device):
+    """A loader batch on `device`, as the model takes it: tensors moved (non-blocking), and each stream's
+    "image" (B, F, h, w, 3) uint8 normalised there to (B, F, 3, h, w) float32."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        out = {k: to_model(v, device) for k, v in batch.items()}
+        if isinstance(out.get("image"), torch.Tensor) and out["image"].dtype == torch.uint8:
+            out["image"] = normalise_batch(out["image"])
+        return out
+    return batch

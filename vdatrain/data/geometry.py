@@ -50,17 +50,28 @@ class CropBox:
 
         Bilinear for images and flows, nearest for labels and masks; the frame's edge is replicated.
         """
-        data = np.ascontiguousarray(window_data)
+        data = window_data
         dtype = data.dtype
         if data.dtype == bool:
             data = data.view(np.uint8)
-        out = cv2.warpAffine(data, self._matrix(window), (self.w, self.h),
+        m = self._matrix(window)
+        oy, ox = m[1, 2], m[0, 2]
+        if self.scale == 1 and oy == int(oy) and ox == int(ox) and 0 <= oy and oy + self.h <= data.shape[0] \
+                and 0 <= ox and ox + self.w <= data.shape[1]:
+            # no resampling: a whole-pixel crop inside the window is a slice (the values bilinear sampling at
+            # whole pixels gives), copied once
+            out = data[int(oy):int(oy) + self.h, int(ox):int(ox) + self.w]
+            out = out[:, ::-1] if self.flip else out
+            return np.array(out, dtype=dtype)
+        if data.strides[-1] != data.itemsize or (data.ndim == 3 and data.strides[1] != data.itemsize * data.shape[2]):
+            data = np.ascontiguousarray(data)  # OpenCV takes strided rows (a store window), not strided pixels
+        out = cv2.warpAffine(data, m, (self.w, self.h),
                              flags=(cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
         out = out.reshape(self.h, self.w, *data.shape[2:])
         if self.flip:
-            out = out[:, ::-1]
-        return np.ascontiguousarray(out).astype(dtype, copy=False)
+            out = cv2.flip(out, 1).reshape(out.shape)  # one pass, instead of a reversed view then a copy
+        return out.astype(dtype, copy=False)
 
     def flow(self, window_data: np.ndarray, window: Window) -> np.ndarray:
         """(wh, ww, 2) native flow (pixels) -> (h, w, 2) flow of the crop: resampled, scaled by `scale`,

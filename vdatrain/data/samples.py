@@ -44,9 +44,19 @@ def normalise(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((rgb.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
 
 
+def normalise_batch(images: torch.Tensor) -> torch.Tensor:
+    """(..., h, w, 3) uint8 RGB -> (..., 3, h, w) float32, ImageNet mean/std, on `images`' device: the loader
+    delivers frames as they are stored (a quarter of the bytes, no float work on the CPU) and the training step
+    normalises them where it runs; the same arithmetic as `normalise`, so the same values."""
+    mean = torch.from_numpy(IMAGENET_MEAN).to(images.device)
+    std = torch.from_numpy(IMAGENET_STD).to(images.device)
+    return ((images.float() - mean) / std).movedim(-1, -3).contiguous()
+
+
 class StoreSamples(torch.utils.data.Dataset):
     """Item k -> dict:
-    - "image": (F, 3, h, w) float32, normalised, frames in `offsets` order
+    - "image": (F, h, w, 3) uint8 RGB, frames in `offsets` order (`normalise_batch` on the device makes the
+      model's input)
     - "label": (h, w) int64 trainIds, 255 = ignore (if `labels`)
     - "flow/<pair>": (2, h, w) float32 pixels (u, v) in crop coordinates; "valid/<pair>": (h, w) bool
     - "margin": (h, w) float32 1/0 (if `margins`)
@@ -121,7 +131,7 @@ class StoreSamples(torch.utils.data.Dataset):
         box, label = self.box(k, epoch, rare_class)
         window = box.native_window(*r.resolution)
         out = {
-            "image": torch.stack([normalise(box.sample(r.frame(i, o, window), window)) for o in s.offsets]),
+            "image": torch.from_numpy(np.stack([box.sample(r.frame(i, o, window), window) for o in s.offsets])),
             "index": i, "id": r.sample_ids[i],
             "box": (box.scale, box.y0, box.x0, box.h, box.w, box.flip),
         }

@@ -90,3 +90,31 @@ def test_margin_mask_scales_the_reference_margins():
     assert m.shape == (128, 256)
     rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
     assert (rows[0], rows[-1] + 1) == (4, 128 - 30) and (cols[0], cols[-1] + 1) == (4, 256 - 4)
+
+
+def test_the_fast_paths_give_exactly_what_one_affine_resampling_gives():
+    """Whole-pixel crops are slices, strided store windows go to OpenCV uncopied, flips are cv2.flip: the
+    values stay those of resampling a contiguous copy of the window and reversing its columns."""
+    import cv2
+
+    from vdatrain.data.geometry import random_box
+
+    def reference(box, data, window, nearest):
+        src = np.ascontiguousarray(data).view(np.uint8) if data.dtype == bool else np.ascontiguousarray(data)
+        out = cv2.warpAffine(src, box._matrix(window), (box.w, box.h), borderMode=cv2.BORDER_REPLICATE,
+                             flags=(cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP)
+        out = out.reshape(box.h, box.w, *src.shape[2:])
+        return np.ascontiguousarray(out[:, ::-1] if box.flip else out).astype(data.dtype)
+
+    rng = np.random.default_rng(0)
+    h, w = 120, 200
+    arrays = [(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), False), (rng.normal(0, 5, (h, w, 2)).astype(np.float32), False),
+              (rng.integers(0, 19, (h, w), dtype=np.uint8), True), (rng.random((h, w)) > 0.3, True)]
+    for t in range(120):
+        box = random_box(rng, (h, w), [1.0, 4 / 3, 2.0, 0.75][t % 4], (48, 64), 0.5)
+        window = box.native_window(h, w)
+        y0, y1, x0, x1 = window
+        for data, nearest in arrays:
+            got = box.sample(data[y0:y1, x0:x1], window, nearest=nearest)
+            want = reference(box, data[y0:y1, x0:x1], window, nearest)
+            assert got.dtype == want.dtype and np.array_equal(got, want)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from flowprep.cli import cli
 from flowprep.store import StoreReader
 from vdatrain.data.geometry import CropBox, class_ratio_ok
-from vdatrain.data.samples import IMAGENET_MEAN, IMAGENET_STD, SampleSpec, StoreSamples
+from vdatrain.data.samples import IMAGENET_MEAN, IMAGENET_STD, SampleSpec, StoreSamples, normalise_batch
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,14 @@ def test_frames_label_flow_and_masks_share_one_crop(store):
         i = item["index"]
         window = box.native_window(*r.resolution)
         y0, y1, x0, x1 = window
-        assert item["image"].shape == (2, 3, 48, 80) and item["label"].shape == (48, 80)
+        # frames leave the loader as stored, uint8 (h, w, 3): a quarter of float32's bytes, no CPU arithmetic
+        assert item["image"].shape == (2, 48, 80, 3) and item["image"].dtype == torch.uint8
+        assert item["label"].shape == (48, 80)
         frame = box.sample(r.frame(i, -1, window), window)
-        expected = torch.from_numpy(((frame - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1))
-        torch.testing.assert_close(item["image"][0], expected)
+        np.testing.assert_array_equal(item["image"][0].numpy(), frame)
+        # the training step normalises them on its device: the values the CPU normalisation gave, bit for bit
+        expected = torch.from_numpy(((frame - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).astype(np.float32))
+        assert torch.equal(normalise_batch(item["image"])[0], expected)
         np.testing.assert_array_equal(item["label"].numpy(), box.sample(r.label(i, 0, window), window, nearest=True))
         np.testing.assert_allclose(item["flow/bwd_1"].numpy().transpose(1, 2, 0), box.flow(r.flow(i, "bwd_1", window), window))
         assert item["valid/bwd_1"].dtype == torch.bool and item["margin"].shape == (48, 80)
