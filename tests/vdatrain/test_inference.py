@@ -33,3 +33,45 @@ def test_overlapping_windows_are_averaged_and_low_resolution_logits_upsampled():
     assert len(calls) == 3 and all(tuple(s) == (32, 32) for s in calls)
     # windows at x 0-32, 16-48, 32-64: columns 16-32 average windows 0 and 1, 32-48 windows 1 and 2
     assert out[0, 0, 0, 0] == 0 and out[0, 0, 0, 20] == 0.5 and out[0, 0, 0, 40] == 1.5 and out[0, 0, 0, 60] == 2
+
+
+def test_batched_windows_give_the_sequential_result():
+    import torch
+
+    from vdatrain.inference import slide_logits
+    from vdatrain.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv2_check", 5, hrda=None).eval()
+    x = torch.randn(2, 3, 72, 100)  # windows 32x48, stride 16x24: a 4 x 3 grid, clipped sizes mixed in
+    with torch.no_grad():
+        one = slide_logits(model, x, 5, (32, 48), (16, 24), batch=1)
+        for batch in (2, 5, 64):
+            torch.testing.assert_close(slide_logits(model, x, 5, (32, 48), (16, 24), batch=batch), one,
+                                       atol=1e-5, rtol=1e-5)
+
+
+def test_hrda_batches_detail_windows_only_without_batch_statistics():
+    """The EMA teacher predicts with BatchNorm in training mode (each forward normalised on its own batch):
+    there windows stay one per forward, so pseudo-labels are those of the reference."""
+    import torch
+
+    from vdatrain.inference import slide_logits
+    from vdatrain.models import build_model
+    from vdatrain.recipe import HRDASpec
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv2_check", 5, hrda=HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16)))
+    x = torch.randn(1, 3, 64, 64)
+    calls = []
+    detail = model.detail
+    model.detail = lambda w: (calls.append(w.shape[0]), detail(w))[1]
+    with torch.no_grad():
+        model.train()(x)
+        assert calls == [1] * 9  # 3 x 3 windows, one per forward
+        calls.clear()
+        model.eval()(x)
+        assert calls == [9]
+        sequential = slide_logits(detail, x, 5, (32, 32), (16, 16), batch=1)
+        torch.testing.assert_close(slide_logits(detail, x, 5, (32, 32), (16, 16), batch=9), sequential,
+                                   atol=1e-5, rtol=1e-5)

@@ -71,6 +71,12 @@ class HRDA(nn.Module):
         self.num_classes = num_classes
         self.context_scale = context_scale
         self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
+        self.window_batch = 9  # detail windows per forward in inference (a 1024 crop's 3 x 3 at 512 / 256)
+
+    def _batch_statistics(self) -> bool:
+        """Whether a BatchNorm normalises with the batch's statistics (training mode, as the EMA teacher predicts):
+        then windows are predicted one by one, each normalised on its own, as the reference did."""
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.modules())
 
     def _last(self, feats):
         return feats[-1] if isinstance(feats, (list, tuple)) else feats
@@ -112,6 +118,7 @@ class HRDA(nn.Module):
             fused = self.fuse_train(s_context, attention, s_detail, detail_box, x.shape[-2:])
             return {"fused": fused, "detail": s_detail, "context_features": ctx_feats}
         size = x.shape[-2:]
-        s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride)
+        batch = 1 if self._batch_statistics() else self.window_batch
+        s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride, batch)
         fused = _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)
         return (fused, ctx_feats) if return_features else fused
