@@ -13,9 +13,9 @@ import numpy as np
 
 from flowprep.figures import class_legend, figure, image_panels
 from flowprep.manifest import load_classes
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
 from flowprep.viz import colourise
 
-IGNORE = 255
 DROPPED = np.array([255, 0, 255], np.uint8)  # magenta: pixels a refinement leaves out
 
 

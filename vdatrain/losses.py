@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = 255
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
+
 
 
 def segmentation_loss(logits: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

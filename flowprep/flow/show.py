@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from flowprep.errors import FlowprepError
-from flowprep.store import StoreReader, pair_name
+from flowprep.store import StoreReader, flow_part, pair_name
 from flowprep.figures import flow_figure
 
 
@@ -25,7 +25,7 @@ def flow_picture(store, sample_id: str, pair: str | None = None, zoom: float = 1
     pair = pair or sorted(r.flow_pairs)[0]
     if pair not in r.flow_pairs:
         raise FlowprepError(f"{store}: no flow pair {pair!r} (have {sorted(r.flow_pairs)})")
-    if not r.complete(f"flow_{pair}")[i]:
+    if not r.complete(flow_part(pair))[i]:
         raise FlowprepError(f"{store}: flow {pair} of {sample_id!r} not computed yet")
     frame = r.frame(i, r.flow_pairs[pair]["from_offset"])
     valid = np.asarray(r.flow_valid(i, pair))

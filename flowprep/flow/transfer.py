@@ -22,7 +22,7 @@ from flowprep.flow.formats import FORMATS, format_of, read_flow, resize_flow, wr
 from flowprep.ingest.pattern import Pattern
 from flowprep.manifest import DATASETS, load_manifest
 from flowprep.progress import Progress
-from flowprep.store import StoreReader, StoreWriter, add_flow, pair_name, pair_offsets
+from flowprep.store import StoreReader, StoreWriter, add_flow, flow_part, pair_name, pair_offsets
 
 
 def resolve_pair(spec: str) -> tuple[int, int]:
@@ -110,7 +110,7 @@ def export_flows(store, pair: str, out, fmt: str = "kitti", pattern: str = "{sam
         raise FlowprepError(f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
     check_pattern(pattern, sample_fields(reader, 0, src))
     ext, _, _, has_mask = FORMATS[fmt]
-    done = np.flatnonzero(reader.complete(f"flow_{name}"))
+    done = np.flatnonzero(reader.complete(flow_part(name)))
     root = Path(out).resolve()
     for i in Progress(len(done), "flow-export", "flow", enabled=progress).each(done):
         base = root / pattern.format(**sample_fields(reader, int(i), src))
@@ -137,7 +137,7 @@ def compare_flows(store, pair: str, directory, pattern: str, fmt: str | None = N
     check_pattern(pattern, sample_fields(reader, 0, src))
     fmt = format_of(pattern, fmt)
     total, pixels, outliers, samples, missing = 0.0, 0, 0, 0, []
-    done = np.flatnonzero(reader.complete(f"flow_{name}"))
+    done = np.flatnonzero(reader.complete(flow_part(name)))
     for i in Progress(len(done), "flow-compare", "flow", enabled=progress).each(done):
         path = Path(directory) / pattern.format(**sample_fields(reader, int(i), src))
         if not path.is_file():

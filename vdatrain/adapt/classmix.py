@@ -13,7 +13,8 @@ import math
 
 import torch
 
-IGNORE = 255
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
+
 
 
 def class_masks(source_labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IGNORE = 255
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
+
 
 
 def downscale_label(label: torch.Tensor, size: tuple[int, int], majority: float, num_classes: int) -> torch.Tensor:

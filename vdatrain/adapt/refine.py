@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import torch
 
-IGNORE = 255
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
+
 STRATEGIES = ("consistency", "max_confidence", "warp_frame", "oracle_warped", "oracle")
 INVALID = ("reference_strips", "frame_t", "ignore")
 WEIGHTS = ("warped", "frame_t")

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
 from vdatrain.metrics.miou import confusion, iou_per_class
 
-IGNORE = 255
 
 
 class TemporalMeter:
