@@ -62,7 +62,7 @@ def class_legend(fig, ids, where: str = "outside lower center") -> None:
         fig.legend(handles=handles, loc=where, ncols=min(len(handles), 10), fontsize=7, frameon=False)
 
 
-def flow_key(fig, ax, scale: float) -> None:
+def flow_key(ax, scale: float) -> None:
     """The colour wheel as an inset of `ax`, with the length (pixels) its rim stands for."""
     inset = ax.inset_axes([0.78, 0.02, 0.2, 0.2 * ax.bbox.width / max(ax.bbox.height, 1)])
     inset.imshow(wheel_key(101))
@@ -76,7 +76,7 @@ def flow_figure(frame: np.ndarray, flow: np.ndarray, valid: np.ndarray, title: s
     fig, axes = image_panels([("source frame", frame), (title, flow_to_rgb(flow, valid, scale)),
                               (f"valid ({100 * valid.mean():.0f}%)", np.where(valid[..., None], 255, 0).astype(np.uint8)
                                .repeat(3, -1))], zoom=zoom)
-    flow_key(fig, axes[1], scale)
+    flow_key(axes[1], scale)
     return fig
 
 
@@ -86,6 +86,6 @@ def preview_figure(frame: np.ndarray, label: np.ndarray, flow: np.ndarray, valid
     scale = flow_scale(flow, valid)
     fig, axes = image_panels([("frame t", frame), ("label of t", colourise(label)),
                               (title, flow_to_rgb(flow, valid, scale))], extra_height=0.6, zoom=zoom)
-    flow_key(fig, axes[2], scale)
+    flow_key(axes[2], scale)
     class_legend(fig, [label])
     return fig

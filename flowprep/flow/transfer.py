@@ -13,6 +13,7 @@ Format specs apply: the reference's published Cityscapes-Seq flows are
 from __future__ import annotations
 
 import string
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +39,19 @@ def resolve_pair(spec: str) -> tuple[int, int]:
         return pairs[0]
 
 
+@lru_cache(maxsize=None)
+def _id_pattern(dataset: str) -> Pattern | None:
+    """The dataset's sample-id pattern (compiled once), None for a dataset without a manifest (BDDVid)."""
+    return Pattern(load_manifest(dataset).sample_id) if dataset in DATASETS else None
+
+
 def sample_fields(reader: StoreReader, index: int, src_offset: int) -> dict:
     """The placeholders of sample `index` for a pair starting at `src_offset` (see the module's docstring)."""
     sid = reader.sample_ids[index]
     fields: dict = {"sample_id": sid, "offset": src_offset}
-    dataset = reader.attrs["dataset"]
-    if dataset in DATASETS:
-        parsed = Pattern(load_manifest(dataset).sample_id).match(sid)
-        fields.update(parsed or {})
+    pattern = _id_pattern(reader.attrs["dataset"])
+    if pattern is not None:
+        fields.update(pattern.match(sid) or {})
     if "match" in reader.attrs.get("extras", {}) and reader.complete()[index]:
         fields["frame"] = int(np.asarray(reader.extra(index, "match"))[0])  # BDDVid: the matched video frame
     if "frame" in fields:

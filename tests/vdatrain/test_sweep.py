@@ -135,3 +135,16 @@ def test_the_slurm_job_object_runs_through_submitits_local_executor(recipes, tmp
     assert result.exit_code == 0, result.output
     assert (out / "sweep-b/seed1/eval/results.json").is_file()
     assert "1 done" in invoke("sweep", "--status", "--out", out).output
+
+
+def test_a_run_whose_process_is_gone_shows_as_interrupted_and_restarts(recipes, tmp_path):
+    out = tmp_path / "sweep"
+    from vdatrain.sweep import plan, save, status
+
+    runs = plan([str(recipes[0])], [4], [], out)
+    save(out, runs, "local")
+    runs[0].set_state("running", host=__import__("socket").gethostname(), pid=2 ** 22 + 12345)  # no such process
+    assert [r["state"] for r in status(out)] == ["interrupted"]
+    result = invoke("sweep", recipes[0], "--seeds", "4", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [r["state"] for r in status(out)] == ["done"]

@@ -175,3 +175,9 @@ def test_ptlflow_tiles_with_a_small_overlap_run_end_to_end(fresh_store):
 def test_asking_for_gpus_that_are_not_there_is_a_clear_error(fresh_store):
     result = flow_cli(fresh_store, "--gpus", 1)
     assert result.exit_code == 2 and "--gpus 1: only 0 CUDA device(s) visible" in result.output
+
+
+def test_shard_auto_refuses_an_array_task_outside_its_range():
+    """An array with a step (--array=0-10:2) numbers tasks that do not map onto 0..count-1: say so."""
+    with pytest.raises(FlowprepError, match="SLURM array task 9 is not within 0..3"):
+        parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"})

@@ -197,3 +197,15 @@ def test_flow_compare_scores_a_stored_flow_against_viper_style_ground_truth(fres
     assert run("flow-import", exact, "--pair", "bwd_1", "--dir", tmp_path / "gt", "--pattern", "{sample_id}.npz").exit_code == 0
     again = run("flow-compare", exact, "--pair", "bwd_1", "--dir", tmp_path / "gt", "--pattern", "{sample_id}.npz")
     assert float(again.output.split("EPE ")[1].split(" px")[0]) <= 1 / 32  # the store's 1/32 px step, nothing more
+
+
+def test_one_pair_at_a_time_and_a_reference_of_another_size_are_one_line_errors(fresh_store, tmp_path):
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    (tmp_path / "d").mkdir()
+    both = run("flow-import", fresh_store, "--pair", "bwd:1,bwd:2", "--dir", tmp_path / "d")
+    assert both.exit_code == 2 and "one pair at a time" in both.output
+    assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
+    sid = StoreReader(fresh_store).sample_ids[0]
+    write_flow(tmp_path / "d" / f"{sid}.flo", np.zeros((7, 9, 2), np.float32), None, "flo")
+    small = run("flow-compare", fresh_store, "--pair", "bwd_1", "--dir", tmp_path / "d", "--pattern", "{sample_id}.flo")
+    assert small.exit_code == 2 and "9x7, the store is" in small.output and "Traceback" not in small.output
