@@ -112,11 +112,6 @@ class StoreReader:
         self._check_pair(pair)
         return L.decode_flow(self._read(L.flow_path(pair), L.flow_part(pair), index, (), window))
 
-    def flow_raw(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
-        """(h, w, 2) int16 stored flow (1/32 px units), a read-only view when mapped."""
-        self._check_pair(pair)
-        return self._read(L.flow_path(pair), L.flow_part(pair), index, (), window)
-
     def flow_valid(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
         """(h, w) bool validity of `pair`'s flow."""
         self._check_pair(pair)

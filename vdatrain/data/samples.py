@@ -75,21 +75,17 @@ class StoreSamples(torch.utils.data.Dataset):
         self.indices = np.flatnonzero(usable).tolist()
         # what training leaves out, with the reason: logged by `vdatrain fit`, never dropped silently
         self.skipped = {self.reader.sample_ids[i]: str(why[i]) for i in np.flatnonzero(~usable)}
-        self.epoch = 0
         self._margin = margin_mask(self.reader.resolution) if spec.margins else None
 
     def class_counts(self) -> np.ndarray:
         """(len(self), C) int64 pixel counts per class of each item's label (native resolution)."""
         return np.stack([np.asarray(self.reader.class_counts(i)) for i in self.indices])
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
         return len(self.indices)
 
-    def box(self, k: int, epoch: int | None = None, rare_class: int | None = None) -> tuple[CropBox, np.ndarray | None]:
-        """The crop of item k in `epoch` (default: the current one), and its label when a search read it.
+    def box(self, k: int, epoch: int, rare_class: int | None = None) -> tuple[CropBox, np.ndarray | None]:
+        """The crop of item k in `epoch`, and its label when a search read it.
 
         Source crops are redrawn (up to `crop_retries` times) until no class covers more than
         `max_class_ratio`; if none qualifies the last checked draw is kept (mmseg uses one more,
@@ -97,7 +93,7 @@ class StoreSamples(torch.utils.data.Dataset):
         `rare_retries` times until the crop holds more than `rare_min_pixels` pixels of the class.
         """
         s, r = self.spec, self.reader
-        rng = np.random.default_rng([s.seed, self.epoch if epoch is None else epoch, k])
+        rng = np.random.default_rng([s.seed, epoch, k])
         for _ in range(s.rare_retries if rare_class is not None else 1):
             box, label = self._ratio_box(rng, k)
             if rare_class is None:
@@ -123,7 +119,7 @@ class StoreSamples(torch.utils.data.Dataset):
         return box, None
 
     def __getitem__(self, k: int) -> dict:
-        return self.draw(k, epoch=self.epoch)
+        return self.draw(k, epoch=0)  # as a plain Dataset: the crops of epoch 0 (training draws by iteration)
 
     def draw(self, k: int, rare_class: int | None = None, *, epoch: int) -> dict:
         """Item k with the crop of `epoch` (the training loop passes the iteration)."""

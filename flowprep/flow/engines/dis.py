@@ -16,9 +16,6 @@ class DisEngine:
         self._dis = cv2.DISOpticalFlow_create(PRESETS[preset])
         self._dis.setUseSpatialPropagation(True)
 
-    def describe(self) -> dict:
-        return {"engine": "opencv-dis", "preset": self.preset, "opencv": cv2.__version__}
-
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB pairs -> (B, H, W, 2) float32 flow first -> second, pixels."""
         out = []

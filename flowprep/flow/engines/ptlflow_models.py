@@ -114,10 +114,6 @@ class PtlflowEngine:
         self.tile, self.overlap, self.batch = tile, overlap, batch
         self._torch = torch
 
-    def describe(self) -> dict:
-        return {"engine": "ptlflow", "model": self.name, "weights": self.weights, "precision": self.precision,
-                "tile": list(self.tile) if self.tile else None, "overlap": self.overlap}
-
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB pairs -> (B, H, W, 2) float32 flow first -> second, pixels."""
         torch = self._torch

@@ -30,7 +30,7 @@ def test_flowformer_with_random_weights_runs_the_tiled_batched_path_on_cpu():
     a, b = _pair(h=64, w=112)
     flow = engine(np.stack([a, b]), np.stack([b, a]))
     assert flow.shape == (2, 64, 112, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
-    assert engine.describe()["weights"] == "random"
+    assert engine.weights == "random"
 
 
 def test_fp16_on_the_cpu_is_refused():

@@ -29,7 +29,6 @@ def test_windows_are_bit_identical_to_zarr_python(fixture, window, request):
             assert got.dtype == np.uint8
             np.testing.assert_array_equal(got, group["frames"][i, j, ys, xs])
         np.testing.assert_array_equal(reader.label(i, 0, window), group["labels"][i, 0, ys, xs])
-        np.testing.assert_array_equal(reader.flow_raw(i, "bwd_1", window), group["flows/bwd_1"][i, ys, xs])
         np.testing.assert_array_equal(reader.flow(i, "bwd_1", window), decode_flow(group["flows/bwd_1"][i, ys, xs]))
         np.testing.assert_array_equal(reader.flow_valid(i, "bwd_1", window), group["flow_valid/bwd_1"][i, ys, xs])
         np.testing.assert_array_equal(reader.class_counts(i), group["class_counts"][i])

@@ -51,17 +51,15 @@ def test_the_same_seed_and_epoch_give_the_same_sample_and_a_new_epoch_a_new_crop
     assert a[1]["box"] == b[1]["box"] and torch.equal(a[1]["image"], b[1]["image"])
     boxes = set()
     for epoch in range(6):
-        a.set_epoch(epoch)
-        boxes.add(a[1]["box"])
+        boxes.add(a.draw(1, epoch=epoch)["box"])
     assert len(boxes) > 1
 
 
 def test_source_crops_retry_until_no_class_dominates(store):
     ds = StoreSamples(_spec(store, max_class_ratio=0.75))
     for epoch in range(5):
-        ds.set_epoch(epoch)
         for k in range(len(ds)):
-            assert class_ratio_ok(ds[k]["label"].numpy(), 0.75)
+            assert class_ratio_ok(ds.draw(k, epoch=epoch)["label"].numpy(), 0.75)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
