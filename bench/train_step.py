@@ -76,6 +76,8 @@ def one(model_name: str, method: str, precision: str, batch: int, crop: int, ite
         for terms in algorithm.losses(model, data, it[0], amp):
             sum(terms.values()).backward()
         optimizer.step()
+        for part in algorithm.optimizers:  # the video discriminator's own step, as the training loop does
+            part.step(it[0])
         algorithm.after_step(model, it[0])
         it[0] += 1
         if dev.type == "cuda":

@@ -84,7 +84,7 @@ class PeakMemory:
 
 def check_recipe_for(recipe: Recipe, iters: int, narrow: bool = False) -> tuple[Recipe, list[str]]:
     """The recipe the check trains, and the values it changed ("key: old -> new")."""
-    from vdatrain.models import NARROW
+    from vdatrain.models import MODELS, check_model
 
     r = copy.deepcopy(recipe)
     changes = [f"train.iters: {r.train.iters} -> {iters}"]
@@ -94,11 +94,12 @@ def check_recipe_for(recipe: Recipe, iters: int, narrow: bool = False) -> tuple[
         changes.append(f"adapt.refine.start_iter: {r.adapt.refine.start_iter} -> 0 (refinement from iteration 0)")
         r.adapt.refine.start_iter = 0
     if narrow:
-        family = r.model.name.split("_")[0]
-        if family not in NARROW:
-            raise RecipeError(f"model.name: {r.model.name!r} has no narrow check model (families: {', '.join(NARROW)})")
-        changes.append(f"model.name: {r.model.name} -> {NARROW[family]} (narrow check network)")
-        r.model.name = NARROW[family]
+        narrow_name = check_model(r.model.name)
+        if narrow_name is None:
+            raise RecipeError(f"model.name: {r.model.name!r} has no narrow check model (registered: "
+                              f"{', '.join(n for n in MODELS if n.endswith('_check'))})")
+        changes.append(f"model.name: {r.model.name} -> {narrow_name} (narrow check network)")
+        r.model.name = narrow_name
         for key in ("pretrained", "init"):
             if getattr(r.model, key):
                 changes.append(f"model.{key}: {getattr(r.model, key)} -> none (random initialisation)")
@@ -127,10 +128,11 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
               run_dir=None, progress: bool = False) -> dict | None:
     """Check one recipe (steps in the module docstring). Returns the report (`ok`, and on failure `step` and
     `error`); None in processes other than the main one under torchrun."""
-    from vdatrain.evaluate import evaluate
+    from vdatrain.evaluation import evaluate
     from vdatrain.models import build_model
-    from vdatrain.models.checkpoints import load_checkpoint_weights
-    from vdatrain.train import CHECKPOINT, fit
+    from vdatrain.checkpoint import load_checkpoint_weights
+    from vdatrain.checkpoint import CHECKPOINT
+    from vdatrain.train import fit
 
     out = {"recipe": recipe.name, "iters": iters, "narrow": narrow, "ok": False, "step": "validate"}
     scratch = run_dir is None

@@ -82,19 +82,32 @@ def fit(recipe, overrides, run_dir, allow_schedule_change):
 
 
 @cli.command()
-@click.option("--show", default=None, metavar="NAME", help="Print the YAML of one shipped recipe.")
-def recipes(show):
+@click.option("--show", default=None, metavar="NAME",
+              help="Print one recipe (shipped name or file) merged with its base: parents, as `fit` reads it.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="With --show: apply these overrides too (validated like `fit` would).")
+@click.option("--pieces", is_flag=True, help="List the shipped pieces recipes compose (base: shift/..., arch/...).")
+def recipes(show, overrides, pieces):
     """List the shipped recipes (use a name wherever a RECIPE file is expected)."""
     import yaml
 
-    from vdatrain.recipe import find_recipe, shipped_recipes
+    from vdatrain.recipe import load_recipe, merged_recipe_data, shipped_pieces, shipped_recipes
 
     if show:
-        click.echo(find_recipe(show).read_text(), nl=False)
+        load_recipe(show, list(overrides))  # validated: a bad recipe is one line, exit 2
+        data = merged_recipe_data(show, list(overrides))
+        order = ["name", "label", "description", "data_root", "source", "target", "model", "adapt", "optim", "train",
+                 "eval"]
+        data = {k: data[k] for k in sorted(data, key=lambda k: order.index(k) if k in order else len(order))}
+        click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=118), nl=False)
         return
-    for name, path in shipped_recipes().items():
-        data = yaml.safe_load(path.read_text())
-        click.echo(f"{name:<28} {data.get('description', '')}")
+    if pieces:
+        for name, path in shipped_pieces().items():
+            first = path.read_text().splitlines()[0].lstrip("# ")
+            click.echo(f"{name:<24} {first}")
+        return
+    for name in shipped_recipes():
+        click.echo(f"{name:<28} {merged_recipe_data(name).get('description', '')}")
 
 
 @cli.command("eval")
@@ -128,9 +141,9 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
 
     from flowprep.store import StoreReader
     from vdatrain import distributed
-    from vdatrain.evaluate import evaluate, markdown, report
+    from vdatrain.evaluation import results_markdown, run_evaluation
     from vdatrain.models import build_model
-    from vdatrain.models.checkpoints import load_checkpoint_weights
+    from vdatrain.checkpoint import load_checkpoint_weights
     from vdatrain.recipe import check_paths, load_recipe
 
     r = load_recipe(recipe, list(overrides))
@@ -139,29 +152,23 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     fmt = load_checkpoint_weights(model, ckpt, branch)
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
-    meters, skipped = ({} if temporal else None), []
+    datasets = [StoreReader(s).attrs["dataset"] for s in (r.source.store, r.eval.store)]
+    run = {"recipe": r.name, "label": r.label or r.name, "shift": " -> ".join(datasets),
+           "protocol": r.eval.protocol, "checkpoint": ckpt, "branch": branch}
     d = distributed.setup(r.train.dist_timeout_min)  # under torchrun: each process evaluates its share
     try:
-        conf = evaluate(model, r.eval.store, r.eval.window, r.eval.stride, r.model.num_classes, d.device,
-                        progress=d.main, pictures=pictures, picture_dir=out / "pictures",
-                        temporal=meters, skipped=skipped, verify=r.train.verify_reads, dist=d,
-                        refine=r.adapt.refine if r.adapt else None)
+        result = run_evaluation(r, model, out, d, pictures=pictures, temporal=temporal, progress=True, run=run)
     finally:
         distributed.teardown()
     if not d.main:
         return
-    datasets = [StoreReader(s).attrs["dataset"] for s in (r.source.store, r.eval.store)]
-    run = {"recipe": r.name, "label": r.label or r.name, "shift": " -> ".join(datasets),
-           "protocol": r.eval.protocol, "checkpoint": ckpt, "branch": branch}
-    result = report(conf, r.eval.classes, out, meters, run, skipped)
+    skipped = result.get("skipped", [])
     if skipped:
         click.echo(f"warning: {len(skipped)} samples or temporal pairs skipped (incomplete in {r.eval.store}, or "
                    f"their partner frame or flow is missing): {', '.join(skipped[:5])}"
                    f"{' ...' if len(skipped) > 5 else ''}; "
                    f"listed in {out / 'results.json'}", err=True)
-    result["miou"] = {r.eval.protocol: result["miou"][r.eval.protocol],
-                      **{k: v for k, v in result["miou"].items() if k != r.eval.protocol}}
-    click.echo(markdown(result))
+    click.echo(results_markdown(result))
 
 
 @cli.command()

@@ -98,6 +98,16 @@ def wrap(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device] if d.device.type == "cuda" else None)
 
 
+def average_gradients(module: torch.nn.Module, d: Dist) -> None:
+    """Average `module`'s gradients over the processes, as DDP does for the model: for the optimisers of
+    method parts (the video discriminator), so their replicas stay identical. Nothing on one process."""
+    if d.world > 1:
+        for p in module.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= d.world
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 

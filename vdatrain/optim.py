@@ -1,7 +1,8 @@
 """AdamW with the paper's parameter groups, and its learning-rate schedule.
 
 Groups: backbone parameters at `lr` with weight decay; head parameters (every
-module outside `model.backbone`, except those given as `base_lr` modules) at
+module outside `model.backbone`, except the modules a model declares in `backbone_rate`,
+e.g. the ACCEL fusion) at
 `lr * head_lr_mult`; normalisation parameters without weight decay, chosen by
 `norm_weight_decay`:
 - "by_name" (the reference: mmcv's custom keys match parameter NAMES): parameters
@@ -12,12 +13,51 @@ module outside `model.backbone`, except those given as `base_lr` modules) at
 Schedule, as mmseg's (which DAFormer/HRDA use): linear decay to 0 over the whole
 run, lr = base (1 - it / total), multiplied during the first `warmup_iters` by a
 linear warm-up factor rising from `warmup_ratio` (1e-6) to 1; per group.
+
+Parts of a method may bring optimisers of their own (`PartOptimizer`: the video
+discriminator's Adam and poly schedule); the loop steps them after the model's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn as nn
+
+@dataclass
+class PartOptimizer:
+    """An optimiser a method's part brings besides the model's.
+
+    name       its loss is logged as `loss_<name>`
+    optimizer  over `module`'s parameters (their gradients are averaged over the processes, like DDP's)
+    loss       () -> scalar, computed after the model's step; None: nothing to learn this iteration
+    lr         iteration -> the learning rate of every group
+    """
+    name: str
+    optimizer: torch.optim.Optimizer
+    module: nn.Module
+    loss: Callable[[], "torch.Tensor | None"]
+    lr: Callable[[int], float]
+
+    def step(self, it: int, d=None) -> "torch.Tensor | None":
+        """One update at iteration `it`: the scheduled rate, the loss's gradients averaged over the processes of
+        `d` (a `vdatrain.distributed.Dist`), a step. Returns the detached loss, None when there was none."""
+        from vdatrain.distributed import average_gradients
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr(it)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss()
+        if loss is None:
+            return None
+        loss.backward()
+        if d is not None:
+            average_gradients(self.module, d)
+        self.optimizer.step()
+        return loss.detach()
+
 
 NORMS = (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm, nn.SyncBatchNorm)
 NORM_WEIGHT_DECAY = ("by_name", "zero")
@@ -32,12 +72,13 @@ def _no_decay(model: nn.Module, rule: str) -> set[int]:
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float,
-                 norm_weight_decay: str = "by_name", base_lr: tuple[nn.Module, ...] = ()) -> list[dict]:
+                 norm_weight_decay: str = "by_name") -> list[dict]:
     """Up to four groups: (backbone lr | head lr) x (decayed | no decay), named "backbone", "backbone-norm",
-    "head", "head-norm"; `base_lr` modules (the ACCEL fusion in the reference) join the backbone's rate.
+    "head", "head-norm"; the model's `backbone_rate` modules (the ACCEL fusion in the reference) join
+    the backbone's rate.
     Empty groups are dropped."""
     no_decay = _no_decay(model, norm_weight_decay)
-    base = {id(p) for m in (model.backbone, *base_lr) for p in m.parameters()}
+    base = {id(p) for m in (model.backbone, *getattr(model, "backbone_rate", ())) for p in m.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
     for p in model.parameters():
         if p.requires_grad:
@@ -59,8 +100,8 @@ def lr_at(it: int, base: float, total_iters: int, warmup_iters: int, warmup_rati
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float, betas,
-                    norm_weight_decay: str = "by_name", base_lr: tuple[nn.Module, ...] = ()) -> torch.optim.AdamW:
-    groups = param_groups(model, lr, weight_decay, head_lr_mult, norm_weight_decay, base_lr)
+                    norm_weight_decay: str = "by_name") -> torch.optim.AdamW:
+    groups = param_groups(model, lr, weight_decay, head_lr_mult, norm_weight_decay)
     for g in groups:
         g["base_lr"] = g["lr"]
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)

@@ -6,8 +6,11 @@ workers); the method's losses, one group per forward pass (forwards under option
 bf16 autocast), each group's sum back-propagated before the next forward so only
 one graph is alive at a time (DDP averages gradients across processes); optional
 gradient clipping; optimiser
-step; the method's post-step update (e.g. the EMA teacher); log, checkpoint and
-evaluate when due.
+step; the step of every optimiser the method's parts declare (the video
+discriminator's), each on its own loss and schedule; the method's post-step update
+(e.g. the EMA teacher); log, checkpoint and evaluate when due. The loop names no
+part: what a part needs from it (optimisers, target labels, a source sampler, state
+to checkpoint) the method declares (`vdatrain.methods`).
 
 Exact resumption: the batch of iteration i is a pure function of (seed, i, process)
 (`vdatrain.data.batches`), torch's generators are re-seeded from (seed, i, process)
@@ -17,19 +20,16 @@ sampler's state). A run killed at any point and started again continues with the
 losses of an uninterrupted one. Checkpoints are written to a temporary file and
 renamed, by the main process only.
 
-Run directory: `checkpoint.pt` (and `iter_N.pt` for the last `train.keep_checkpoints`), `log.jsonl` (one JSON object per logged
+Run directory: `checkpoint.pt` (layout: `vdatrain.checkpoint`) (and `iter_N.pt` for the last `train.keep_checkpoints`), `log.jsonl` (one JSON object per logged
 iteration), `tb/` (TensorBoard scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import shutil
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -38,115 +38,26 @@ import torch
 
 from flowprep.progress import Progress
 from vdatrain import distributed
-from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.data.batches import IterationBatches, loader, to_model
 from vdatrain.data.samples import SampleSpec, StoreSamples
 from vdatrain.methods import build_method
 from vdatrain.models import build_model
-from vdatrain.models.checkpoints import load_checkpoint_weights
-from vdatrain.models.weights import load_backbone, safe_load
+from vdatrain.checkpoint import CHECKPOINT, init_weights, keep_history, load_checkpoint, run_state, save_checkpoint
+from vdatrain.models.weights import load_backbone
 from vdatrain.optim import build_optimizer, set_lr
-from vdatrain.recipe import DataSpec, OptimSpec, Recipe, RecipeError
+from vdatrain.recipe import DataSpec, Recipe
 from vdatrain.runlog import RunLog
 
-CHECKPOINT = "checkpoint.pt"
-
-
-def samples(data: DataSpec, seed: int, labels: bool = True, rcs=None, verify: bool = False) -> StoreSamples:
-    rare = {"rare_min_pixels": rcs.min_pixels * rcs.min_crop_ratio, "rare_retries": rcs.retries} if rcs else {}
+def samples(data: DataSpec, seed: int, verify: bool = False, **options) -> StoreSamples:
+    """The training samples of a recipe's data section; `options` (labels, the rare class crop rule) are what
+    the method asks of that part (`method.sample_options`)."""
     return StoreSamples(SampleSpec(store=data.store, crop=data.crop, scale=data.scale, offsets=tuple(data.offsets),
                                    flows=tuple(data.flows), max_class_ratio=data.max_class_ratio,
-                                   margins=data.margins, seed=seed, labels=labels, verify=verify, **rare))
+                                   margins=data.margins, seed=seed, verify=verify, **options))
 
 
 def iteration_seed(seed: int, it: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, it, rank]).generate_state(1)[0])
-
-
-class _RecordingFile(io.FileIO):
-    """A file that keeps the OSError of a failed write: torch.save reports a full disk as a RuntimeError
-    ("unexpected pos ..."), which names neither the file nor the cause."""
-
-    error: OSError | None = None
-
-    def write(self, data):
-        try:
-            return super().write(data)
-        except OSError as e:
-            self.error = e
-            raise
-
-
-def keep_history(run_dir: Path, iteration: int, keep: int) -> None:
-    """iter_<iteration>.pt beside the rolling checkpoint (a hard link: no second copy on disk), the oldest
-    removed beyond `keep`."""
-    if keep <= 0:
-        return
-    kept = run_dir / f"iter_{iteration}.pt"
-    kept.unlink(missing_ok=True)
-    try:
-        os.link(run_dir / CHECKPOINT, kept)
-    except OSError:  # a file system without hard links
-        shutil.copyfile(run_dir / CHECKPOINT, kept)
-    history = sorted((p for p in run_dir.glob("iter_*.pt") if p.stem[5:].isdigit()), key=lambda p: int(p.stem[5:]))
-    for old in history[:-keep]:
-        old.unlink()
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write `state` to `path` atomically: a kill or a full disk leaves the previous checkpoint intact and no
-    temporary file behind; a failed write is an OSError naming the file (the CLI's exit 1)."""
-    tmp = path.with_suffix(".tmp")
-    f = None
-    try:
-        with _RecordingFile(tmp, "wb") as f:
-            torch.save(state, f)
-    except (OSError, RuntimeError) as e:
-        tmp.unlink(missing_ok=True)
-        cause = (f.error if f is not None else None) or (e if isinstance(e, OSError) else None)
-        if cause is None:
-            raise
-        raise OSError(cause.errno, f"{path}: the checkpoint could not be written ({cause.strerror})") from None
-    os.replace(tmp, path)
-
-
-SCHEDULE = ["train.iters", *(f"optim.{f.name}" for f in fields(OptimSpec))]  # what a resume may change if allowed
-
-
-def _value(recipe: dict, key: str):
-    section, name = key.split(".")
-    return recipe[section][name]
-
-
-def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method, allow_schedule_change: bool = False) -> int:
-    """Restore a run; returns the iteration it stopped at. The data must be the same for an exact resume; the
-    schedule (train.iters, optim.*) too, unless `allow_schedule_change`: then the run continues on the new
-    recipe's learning rates, weight decays and betas from the iteration it stopped at."""
-    try:
-        ckpt = safe_load(path)  # weights_only: a checkpoint swapped into the run folder cannot run code
-        was, now = ckpt["recipe"], asdict(recipe)
-        model_state, optim_state, method_state, iteration = (ckpt[k] for k in ("model", "optimizer", "method",
-                                                                                "iteration"))
-    except (KeyError, TypeError) as e:
-        raise RecipeError(f"{path}: not a checkpoint of `vdatrain fit` (no {e}); use another --run-dir") from None
-    for key in ("train.seed", "train.batch_size"):
-        if _value(was, key) != _value(now, key):
-            raise RecipeError(f"{key}: {_value(now, key)!r} differs from {_value(was, key)!r} of the run being "
-                              f"resumed in {path.parent}; use another --run-dir")
-    changed = [key for key in SCHEDULE if _value(was, key) != _value(now, key)]
-    if changed and not allow_schedule_change:
-        key = changed[0]
-        raise RecipeError(f"{key}: {_value(now, key)!r} differs from {_value(was, key)!r} of the run being resumed "
-                          f"in {path.parent}; resume with the run's value, use another --run-dir, or pass "
-                          f"--allow-schedule-change to continue on the new schedule")
-    model.load_state_dict(model_state)
-    fresh = [{k: g[k] for k in ("base_lr", "lr", "weight_decay", "betas")} for g in optimizer.param_groups]
-    optimizer.load_state_dict(optim_state)
-    if changed:  # the checkpoint's groups carry the old rates: take the new recipe's
-        for group, new in zip(optimizer.param_groups, fresh):
-            group.update(new)
-    method.load_state_dict(method_state)
-    return iteration
 
 
 def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = None,
@@ -167,16 +78,13 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
                         recipe.model.checkpointing)
     if recipe.model.pretrained:
         load_backbone(model.backbone, recipe.model.pretrained)
-    if recipe.model.init:  # e.g. a source-only run; between HRDA and single-scale models the attention head
-        # starts fresh or is left out
-        single = model.model if recipe.model.accel else model  # and ACCEL its identity fusion
-        load_checkpoint_weights(single, recipe.model.init, may_lack=("attention.",), may_drop=("attention.",))
+    if recipe.model.init:  # e.g. a source-only run
+        init_weights(model, recipe.model.init)
     model.to(d.device)
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
     method = build_method(recipe, model)
-    at_base_lr = (model.fusion,) if recipe.model.accel and recipe.model.accel.fusion_lr == "backbone" else ()
-    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay, at_base_lr)
+    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay)
     start = 0
     if (run_dir / CHECKPOINT).exists():
         start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method, allow_schedule_change)
@@ -184,12 +92,10 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
         (run_dir / "run.json").write_text(json.dumps({**run_info, "processes": d.world}, indent=2))
-    rcs = recipe.adapt.rcs if recipe.adapt else None
-    source = samples(recipe.source, t.seed, rcs=rcs, verify=t.verify_reads)
-    refine = recipe.adapt.refine if recipe.adapt else None
-    oracle = refine is not None and refine.strategy.startswith("oracle")  # the only use of target labels in training
-    target = samples(recipe.target, t.seed, labels=oracle, verify=t.verify_reads) if recipe.target else None
-    chooser = RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, t.seed) if rcs else None
+    source = samples(recipe.source, t.seed, t.verify_reads, **method.sample_options("source"))
+    target = samples(recipe.target, t.seed, t.verify_reads, **method.sample_options("target")) if recipe.target \
+        else None
+    chooser = method.source_chooser(source, t.seed)
     batches = IterationBatches(source, t.batch_size, t.seed, d, target=target, choose_source=chooser)
     log = RunLog(run_dir, enabled=d.main)
     skipped = {name: s.skipped for name, s in (("source", source), ("target", target)) if s is not None and s.skipped}
@@ -201,8 +107,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
             print(f"warning: {len(ids)} {name} samples left out of training ({sid}: {why}"
                   f"{', ...' if len(ids) > 1 else ''}); listed in {run_dir / 'log.jsonl'}", file=sys.stderr)
     if chooser is not None and start == 0:
-        log.write({"iteration": 0, "rcs_classes": chooser.classes.tolist(), "rcs_p": chooser.p.round(4).tolist(),
-                   "rcs_classes_without_samples": chooser.dropped})
+        log.write({"iteration": 0, **chooser.log_record()})
     records = []
     net.train()
     bar = Progress(t.iters, "fit", "it", initial=start, enabled=progress and d.main)
@@ -221,6 +126,10 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         if o.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
         optimizer.step()
+        part_losses = {}
+        for part in method.optimizers:  # e.g. the video discriminator, on the predictions it was shown
+            if (part_loss := part.step(it, d)) is not None:
+                part_losses[f"loss_{part.name}"] = part_loss
         method.after_step(model, it)
         done = it + 1
         fields = {}  # progress: the latest logged loss and learning rate
@@ -228,7 +137,8 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
             values = np.mean(d.gather([loss.item(), *(v.item() for v in losses.values())]), axis=0)
             rec = {"iteration": done, "loss": float(values[0]),
                    **{f"loss/{k}": float(v) for k, v in zip(losses, values[1:])},
-                   **{k: float(v) for k, v in method.stats.items()}, "lr": optimizer.param_groups[0]["lr"],
+                   **{k: float(v) for k, v in (method.stats | part_losses).items()},
+                   "lr": optimizer.param_groups[0]["lr"],
                    "seconds_per_it": (time.perf_counter() - tic) / (done - start),
                    "samples": {name: d.gather(b["id"]) for name, b in batch.items()}}
             if d.main and not records:  # what reaches the model, once per call: this process's tensors
@@ -242,9 +152,7 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
         if done % t.checkpoint_every == 0 or done == t.iters:
             in_sync = distributed.replicas_in_sync(net, d)
             if d.main:
-                save_checkpoint(run_dir / CHECKPOINT, {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "method": method.state_dict(),
-                    "iteration": done, "recipe": asdict(recipe), "processes": d.world})
+                save_checkpoint(run_dir / CHECKPOINT, run_state(model, optimizer, method, done, recipe, d.world))
                 keep_history(run_dir, done, t.keep_checkpoints)
                 log.write({"iteration": done, "checkpoint": CHECKPOINT, "replicas_in_sync": in_sync})
         if t.eval_every and done % t.eval_every == 0:  # every process evaluates its share of the images
@@ -258,8 +166,6 @@ def _fit(recipe: Recipe, run_dir: Path, d: distributed.Dist, progress: bool, run
 def evaluate_run(recipe: Recipe, model: torch.nn.Module, out_dir: Path, d: distributed.Dist) -> dict:
     """mIoU of the current model on the recipe's eval store, as log fields ("miou/<protocol>"); every process
     predicts its share of the images, the main one writes the files."""
-    from vdatrain.evaluate import evaluate, report
+    from vdatrain.evaluation import run_evaluation
 
-    e = recipe.eval
-    conf = evaluate(model, e.store, e.window, e.stride, recipe.model.num_classes, d.device, dist=d)
-    return {f"miou/{p}": v for p, v in report(conf, e.classes, out_dir if d.main else None)["miou"].items()}
+    return {f"miou/{p}": v for p, v in run_evaluation(recipe, model, out_dir, d)["miou"].items()}

@@ -48,7 +48,7 @@ def test_reference_groups_deeplabv2_r101_hrda_accel():
     from vdatrain.recipe import ACCELSpec, HRDASpec
 
     model = build_model("deeplabv2_r101", 19, HRDASpec(), ACCELSpec())
-    groups = param_groups(model, 6e-5, 0.01, 10.0, "by_name", base_lr=(model.fusion,))
+    groups = param_groups(model, 6e-5, 0.01, 10.0, "by_name")
     # 106 bias-free convs (stem 3, 33 bottlenecks x 3, 4 downsamples) and as many BatchNorms (weight, bias)
     backbone = len(list(model.backbone.parameters()))
     assert backbone == 106 + 2 * 106
@@ -57,7 +57,8 @@ def test_reference_groups_deeplabv2_r101_hrda_accel():
     assert {g["name"]: g["weight_decay"] for g in groups} == {"backbone": 0.01, "head": 0.01}
     assert {g["name"]: g["lr"] for g in groups} == {"backbone": 6e-5, "head": pytest.approx(6e-4)}
     assert any(p is model.fusion.weight for p in groups[0]["params"])
-    ours = {g["name"]: len(g["params"]) for g in param_groups(model, 6e-5, 0.01, 10.0, "zero")}
+    at_head = build_model("deeplabv2_r101", 19, HRDASpec(), ACCELSpec(fusion_lr="head"))
+    ours = {g["name"]: len(g["params"]) for g in param_groups(at_head, 6e-5, 0.01, 10.0, "zero")}
     assert ours == {"backbone": 106, "backbone-norm": 212, "head": 9}  # the fusion at the head's rate
 
 

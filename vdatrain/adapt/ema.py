@@ -39,11 +39,11 @@ class EMATeacher:
         torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1 - a)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, **frames) -> torch.Tensor:
-        """The teacher's logits for (B, 3, H, W): training-mode normalisation, no dropout or drop-path.
-        `frames`: a two-frame (ACCEL) teacher's other frame, flow and validity."""
+    def predict(self, x: torch.Tensor, pair=None) -> torch.Tensor:
+        """The teacher's whole-crop logits for (B, 3, H, W) (`predict` of the model contract): training-mode
+        normalisation, no dropout or drop-path. `pair`: a two-frame (ACCEL) teacher's other frame (FramePair)."""
         self.model.train()
         for m in self.model.modules():
             if _is_stochastic(m):
                 m.training = False
-        return self.model(x, **frames)
+        return self.model.predict(x, pair=pair)

@@ -37,6 +37,11 @@ class RareClassSampler:
         self.classes, self.p = classes[keep], p[keep] / p[keep].sum()
         self.seed = seed
 
+    def log_record(self) -> dict:
+        """What the run log keeps of the sampler: the classes, their probabilities and the classes left out."""
+        return {"rcs_classes": self.classes.tolist(), "rcs_p": self.p.round(4).tolist(),
+                "rcs_classes_without_samples": self.dropped}
+
     def __call__(self, it: int, batch: int) -> list[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, 0x5C5, it])
         out = []

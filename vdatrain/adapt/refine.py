@@ -20,6 +20,13 @@ Pixels without a valid warp (out of frame, inconsistent flow, ego vehicle), by `
 - "frame_t": every such pixel takes frame t's (our earlier rule);
 - "ignore": every such pixel is ignored, whatever the strategy.
 
+A strategy is a function registered in `REFINEMENTS` (the recipe's `adapt.refine.strategy`
+names it): it gets the `Candidates` of a batch (after the filling above) and returns where
+the refined label is kept and where it is the warped map's; the filling, the labels and the
+weights are the same for every strategy. One that reads the ground truth (the oracles) is
+marked `@uses_truth`, and the training then loads the target's labels. A new strategy is one
+function with the decorator, in any module imported before the recipe is loaded.
+
 Weight of a refined pixel, by `weight`: "warped" (the reference) is the warped weight of
 t+k (its own confidence share and margins, warped; frame t's where filled) wherever the
 reference takes the warped map: consistency (whose labels agree anyway), warp frame,
@@ -29,14 +36,81 @@ from t. "frame_t" is frame t's weight everywhere. Ignored pixels weigh 0.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
+from vdatrain.registry import Registry
 
-STRATEGIES = ("consistency", "max_confidence", "warp_frame", "oracle_warped", "oracle")
+REFINEMENTS = Registry("refinement strategy", "adapt.refine.strategy")
 INVALID = ("reference_strips", "frame_t", "ignore")
 WEIGHTS = ("warped", "frame_t")
 STRIP_SIDE = 100  # the reference's side strips, pixels of the crop
+
+
+@dataclass
+class Candidates:
+    """The two labels a strategy chooses between, all (B, H, W), after invalid warps were filled (`invalid`).
+
+    label_t, conf_t   frame t's pseudo-label (int64) and confidence
+    label_k, conf_k   frame t+k's, warped to t (frame t's where filled)
+    usable            bool: the warp is valid, or the pixel was filled with frame t's
+    invalid           the recipe's rule for invalid warps (reference_strips, frame_t, ignore)
+    truth             frame t's ground truth (int64), for strategies marked `uses_truth`; else None
+    """
+    label_t: torch.Tensor
+    conf_t: torch.Tensor
+    label_k: torch.Tensor
+    conf_k: torch.Tensor
+    usable: torch.Tensor
+    invalid: str
+    truth: torch.Tensor | None
+
+
+def uses_truth(strategy):
+    """Mark a strategy that reads the ground truth of frame t (an oracle): training then loads target labels."""
+    strategy.needs_truth = True
+    return strategy
+
+
+def needs_truth(name: str) -> bool:
+    return getattr(REFINEMENTS.get_or_raise(name), "needs_truth", False)
+
+
+@REFINEMENTS.register("consistency")
+def consistency(c: Candidates):
+    """Frame t's label where both frames agree; ignored elsewhere. -> (keep, from_k)"""
+    keep = c.usable & (c.label_k == c.label_t)
+    return keep, keep
+
+
+@REFINEMENTS.register("max_confidence")
+def max_confidence(c: Candidates):
+    """The more confident of the two (frame t where the warp is unusable, unless invalid warps are ignored)."""
+    from_k = c.usable & (c.conf_k > c.conf_t)
+    return (torch.ones_like(c.usable) if c.invalid != "ignore" else c.usable), from_k
+
+
+@REFINEMENTS.register("warp_frame")
+def warp_frame(c: Candidates):
+    """The warped label of t+k wherever usable."""
+    return c.usable, c.usable
+
+
+@REFINEMENTS.register("oracle_warped")
+@uses_truth
+def oracle_warped(c: Candidates):
+    """The warped label of t+k where it equals the ground truth (the reference code's oracle, Tables 5-8)."""
+    keep = c.usable & (c.label_k == c.truth)
+    return keep, keep
+
+
+@REFINEMENTS.register("oracle")
+@uses_truth
+def oracle(c: Candidates):
+    """Frame t's label where the ground truth confirms it (the paper's text)."""
+    return c.label_t == c.truth, torch.zeros_like(c.usable)
 
 
 def reference_strips(shape, device) -> torch.Tensor:
@@ -54,10 +128,9 @@ def refine(strategy: str, label_t: torch.Tensor, conf_t: torch.Tensor, weight_t:
            weight: str = "warped", truth: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """All (B, H, W): labels int64, confidences and weights float, `valid` bool (the warp of t+k).
     Returns the refined label (IGNORE where dropped) and its weight (0 there)."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"refinement strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    if strategy.startswith("oracle") and truth is None:
-        raise ValueError("oracle refinement needs the ground truth of frame t")
+    choose = REFINEMENTS.get_or_raise(strategy)
+    if getattr(choose, "needs_truth", False) and truth is None:
+        raise ValueError(f"{strategy} refinement needs the ground truth of frame t")
     weight_k = torch.where(valid, weight_k, 0.0)
     if invalid == "reference_strips":
         fill = (weight_k == 0) & reference_strips(valid.shape, valid.device)
@@ -69,22 +142,8 @@ def refine(strategy: str, label_t: torch.Tensor, conf_t: torch.Tensor, weight_t:
         raise ValueError(f"refine invalid {invalid!r} (choose from {', '.join(INVALID)})")
     label_k, conf_k = torch.where(fill, label_t, label_k), torch.where(fill, conf_t, conf_k)
     weight_k = torch.where(fill, weight_t, weight_k)
-    usable = valid | fill
-
-    from_k = torch.zeros_like(valid)  # where the refined label (and its weight) is the warped map's
-    if strategy == "consistency":
-        keep = usable & (label_k == label_t)
-        from_k = keep
-    elif strategy == "max_confidence":
-        from_k = usable & (conf_k > conf_t)
-        keep = torch.ones_like(valid) if invalid != "ignore" else usable
-    elif strategy == "warp_frame":
-        keep, from_k = usable, usable
-    elif strategy == "oracle_warped":
-        keep = usable & (label_k == truth)
-        from_k = keep
-    else:  # oracle, the paper's text: frame t's label where the ground truth confirms it
-        keep = label_t == truth
+    # keep: the refined label exists there; from_k: it (and its weight) is the warped map's
+    keep, from_k = choose(Candidates(label_t, conf_t, label_k, conf_k, valid | fill, invalid, truth))
     label = torch.where(keep, torch.where(from_k, label_k, label_t), IGNORE)
     w = torch.where(from_k, weight_k, weight_t) if weight == "warped" else weight_t
     return label, torch.where(keep, w, 0.0)

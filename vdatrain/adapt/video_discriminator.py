@@ -17,7 +17,8 @@ and the segmentation network is pushed to make target predictions look like sour
 
 with weight 1e-4 in the reference code (lambda_adv_target 0.001 x adv_scale 0.1); the
 paper's text says 0.1 (the `*-paper-text` recipes). The discriminator's step runs
-after the segmentation network's, on detached predictions.
+after the segmentation network's, on detached predictions: `VideoAdversary.optimizer()`
+declares it to the training loop (`vdatrain.optim.PartOptimizer`), which steps it.
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def adversarial_loss(d_target: torch.Tensor) -> torch.Tensor:
 
 
 class VideoAdversary:
-    """The discriminator, its optimiser and schedule; `step` trains it on one batch of predictions."""
+    """The discriminator, its optimiser and schedule. `judge` keeps a batch's detached predictions; the loop
+    steps the declared optimiser (`optimizer()`) on `loss()` of them after the network's step."""
 
     def __init__(self, num_classes: int, spec, iters: int, device):
         self.spec, self.iters = spec, iters
         self.model = VideoDiscriminator(2 * num_classes, softmax=spec.softmax).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+        self.adam = torch.optim.Adam(self.model.parameters(), lr=spec.lr, betas=tuple(spec.betas))
+        self._judged = None  # detached (source, target) prediction pairs of this iteration
 
     def input_size(self, crop: tuple[int, int]) -> tuple[int, int]:
         """(h, w) the frames' logits are resized to before the discriminator: `scale` x the crop."""
@@ -81,25 +84,30 @@ class VideoAdversary:
         finally:
             self.model.requires_grad_(True)
 
-    def step(self, source: tuple[torch.Tensor, torch.Tensor], target: tuple[torch.Tensor, torch.Tensor],
-             it: int) -> torch.Tensor:
-        """One discriminator update on detached (logits_t, logits_k) of source and target; -> its loss."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.spec.lr * (1 - it / self.iters) ** self.spec.power
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = discriminator_loss(self.model(*(x.detach() for x in source)),
-                                  self.model(*(x.detach() for x in target)))
-        loss.backward()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for p in self.model.parameters():  # average like DDP would, so replicas stay identical
-                torch.distributed.all_reduce(p.grad)
-                p.grad /= torch.distributed.get_world_size()
-        self.optimizer.step()
-        return loss.detach()
+    def judge(self, source: tuple[torch.Tensor, torch.Tensor], target: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """Keep (logits_t, logits_k) of source and target for this iteration's discriminator step."""
+        self._judged = (tuple(x.detach() for x in source), tuple(x.detach() for x in target))
+
+    def lr(self, it: int) -> float:
+        """Poly schedule: lr (1 - it / iters) ** power."""
+        return self.spec.lr * (1 - it / self.iters) ** self.spec.power
+
+    def loss(self) -> torch.Tensor | None:
+        """The discriminator's LS-GAN loss on the kept predictions (None when there are none), consumed."""
+        if self._judged is None:
+            return None
+        source, target = self._judged
+        self._judged = None
+        return discriminator_loss(self.model(*source), self.model(*target))
+
+    def optimizer(self):
+        from vdatrain.optim import PartOptimizer
+
+        return PartOptimizer("disc", self.adam, self.model, self.loss, self.lr)
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.state_dict(), "optimizer": self.adam.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.adam.load_state_dict(state["optimizer"])

@@ -1,11 +1,17 @@
-"""Training methods: what one iteration computes from a batch. The loop in `vdatrain.train` is shared.
+"""Training methods: what one iteration computes from a batch, and what it needs from the loop.
 
-A method has `losses(model, batch, it, amp)`, a generator of loss groups
-`{name: scalar}`, one per forward pass: the loop back-propagates each group's sum
-before asking for the next, so one graph is alive at a time (`amp()` is the
-autocast context for forwards); `stats`, a dict of scalars (numbers or 0-d tensors) logged with the losses;
-`after_step(model, it)` (e.g. an EMA teacher update); and
-`state_dict()` / `load_state_dict()` for what it keeps across iterations.
+The loop in `vdatrain.train` is shared and names no part. A method has
+- `losses(model, batch, it, amp)`: a generator of loss groups `{name: scalar}`, one per forward
+  pass, for the model's optimiser; the loop back-propagates each group's sum before asking for
+  the next, so one graph is alive at a time (`amp()` is the autocast context for forwards);
+- `optimizers`: the `vdatrain.optim.PartOptimizer`s its parts bring besides the model's (the video
+  discriminator's); the loop steps each after the model's step, with its own schedule;
+- `after_step(model, it)`: after every optimiser stepped (e.g. the EMA teacher's update);
+- `sample_options(part)`: what the data of "source" or "target" must provide (`labels`, the rare
+  class crop rule), and `source_chooser(samples, seed)`: a sampler of source items (rare class
+  sampling) or None;
+- `stats`: scalars (numbers or 0-d tensors) logged with the losses;
+- `state_dict()` / `load_state_dict()`: what it keeps across iterations (checkpointed).
 """
 
 from __future__ import annotations

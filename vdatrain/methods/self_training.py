@@ -10,8 +10,8 @@ One iteration (batch B source + B target crops):
    [refine: the refined label and weight are mixed, and the term is off before refine.start_iter]
 4. MIC:     L_mask = CE(student(mask * aug(x_t)), pseudo-label, weight)
 5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source), logits at scale x crop]
-then (after the optimiser step) the video discriminator's own step and the teacher's EMA
-update. Under HRDA every student loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1,
+then (after the optimiser step) the video discriminator's own step (a declared optimiser the
+loop steps) and the teacher's EMA update. Under HRDA every student loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1,
 and the feature distance uses the context branch. A two-frame (ACCEL) student sees frame
 t+k and the flow t -> t+k of each image it is given: the source's and target's own, and
 for mixed images the target's [consistent_mix: mixed with the same ClassMix mask]. Each
@@ -25,15 +25,17 @@ import torch.nn.functional as F
 
 from flowprep.store import pair_offsets
 from vdatrain.adapt.augment import strong_augment
-from vdatrain.adapt.classmix import class_masks, mix
 from vdatrain.adapt.ema import EMATeacher
 from vdatrain.adapt.feature_distance import FeatureDistance
 from vdatrain.adapt.mic import block_mask
+from vdatrain.adapt.mix import MIXES, mix
 from vdatrain.adapt.pseudo_label import pseudo_label
-from vdatrain.adapt.refine import IGNORE, refine
+from vdatrain.adapt.rcs import RareClassSampler
+from vdatrain.adapt.refine import IGNORE, needs_truth, refine
 from vdatrain.adapt.video_discriminator import VideoAdversary
-from vdatrain.methods.student import student_logits, student_loss
-from vdatrain.warp import warp
+from vdatrain.methods.student import student_loss
+from vdatrain.models.contract import FramePair
+from vdatrain.models.warp import warp
 
 
 def _pair(spec, part: str) -> str:
@@ -43,76 +45,88 @@ def _pair(spec, part: str) -> str:
 
 class SelfTraining:
     def __init__(self, recipe, model: torch.nn.Module):
-        self.adapt, self.hrda, self.accel = recipe.adapt, recipe.model.hrda, recipe.model.accel
+        self.adapt, self.accel = recipe.adapt, recipe.model.accel
+        self.detail_weight = recipe.model.hrda.detail_loss_weight if recipe.model.hrda else 0.0
         self.offsets = {"source": recipe.source.offsets, "target": recipe.target.offsets}
         self.teacher = EMATeacher(model, self.adapt.ema_alpha)
         self.fd = FeatureDistance(model, self.adapt.fd, recipe.model.num_classes) if self.adapt.fd else None
         device = next(model.parameters()).device
         self.adversary = VideoAdversary(recipe.model.num_classes, self.adapt.video_disc, recipe.train.iters, device) \
             if self.adapt.video_disc else None
-        self._judged = None  # detached (source, target) prediction pairs for the discriminator's step
+        self.optimizers = [self.adversary.optimizer()] if self.adversary is not None else []
         self.stats: dict = {}  # logged with the losses
 
-    def partner(self, part: dict, name: str, pair: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample_options(self, part: str) -> dict:
+        """Source crops under rare class sampling must hold enough of the drawn class; the target's labels are
+        loaded only for a refinement that reads the ground truth (the oracles)."""
+        rcs = self.adapt.rcs
+        if part == "source":
+            return {"labels": True, **({"rare_min_pixels": rcs.min_pixels * rcs.min_crop_ratio,
+                                         "rare_retries": rcs.retries} if rcs else {})}
+        return {"labels": self.adapt.refine is not None and needs_truth(self.adapt.refine.strategy)}
+
+    def source_chooser(self, source, seed: int):
+        rcs = self.adapt.rcs
+        return RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, seed) if rcs else None
+
+    def partner(self, part: dict, name: str, pair: str) -> FramePair:
         """Frame t+k (B, 3, h, w), flow t -> t+k (B, 2, h, w) and its validity (B, h, w) of a batch part."""
         frame = part["image"][:, self.offsets[name].index(pair_offsets(pair)[1])]
-        return frame, part[f"flow/{pair}"], part[f"valid/{pair}"]
+        return FramePair(frame, part[f"flow/{pair}"], part[f"valid/{pair}"])
 
-    def two_frame(self, part: dict, name: str) -> dict:
-        """A two-frame (ACCEL) student's extra inputs for a batch part; nothing for a single-frame one."""
-        if self.accel is None:
-            return {}
-        return dict(zip(("other", "flow", "valid"), self.partner(part, name, _pair(self.accel, name))))
+    def two_frame(self, part: dict, name: str) -> FramePair | None:
+        """A two-frame (ACCEL) student's other frame for a batch part; None for a single-frame one."""
+        return None if self.accel is None else self.partner(part, name, _pair(self.accel, name))
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
         xs, ys, xt = src["image"][:, 0], src["label"], tgt["image"][:, 0]
-        src_frames, tgt_frames = self.two_frame(src, "source"), self.two_frame(tgt, "target")
+        src_pair, tgt_pair = self.two_frame(src, "source"), self.two_frame(tgt, "target")
 
-        loss, feats, seen = student_loss(net, xs, ys, None, self.hrda, amp, **src_frames)
+        loss, out = student_loss(net, xs, ys, None, self.detail_weight, amp, src_pair)
         terms = {"source": loss}
         if self.fd is not None:
-            terms["fd"] = self.fd.loss(feats, seen, ys)
+            terms["fd"] = self.fd.loss(out.features, out.feature_input, ys)
         yield terms
 
         with amp():
-            teacher_logits = self.teacher.predict(xt, **tgt_frames)
+            teacher_logits = self.teacher.predict(xt, tgt_pair)
         pl, pw = pseudo_label(teacher_logits, a.pseudo_threshold, xt.shape[-2:], tgt.get("margin"))
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
         self.stats = {"pseudo_weight": pw.max().detach()}
 
         if a.refine is None or it >= a.refine.start_iter:
             y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(teacher_logits, pw, tgt, amp)
-            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_frames, tgt_frames, amp)}
+            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_pair, tgt_pair, amp)}
 
         if a.mic is not None:
             x_aug = strong_augment(xt, a.augment) if a.augment is not None else xt
             keep = block_mask(len(xt), xt.shape[-2:], a.mic.block, a.mic.mask_ratio, xt.device)
-            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.hrda, amp, **tgt_frames)[0]}
+            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.detail_weight, amp, tgt_pair)[0]}
 
         if self.adversary is not None:
-            other_s = self.partner(src, "source", _pair(a.video_disc, "source"))[0]
+            other_s = self.partner(src, "source", _pair(a.video_disc, "source")).other
             with torch.no_grad():
                 judged_source = self.frame_pair_logits(net, xs, other_s, amp)
-            other_t = self.partner(tgt, "target", _pair(a.video_disc, "target"))[0]
+            other_t = self.partner(tgt, "target", _pair(a.video_disc, "target")).other
             logits_t, logits_k = self.frame_pair_logits(net, xt, other_t, amp)
-            self._judged = (judged_source, (logits_t.detach(), logits_k.detach()))
+            self.adversary.judge(judged_source, (logits_t, logits_k))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
     def refined_label(self, teacher_logits: torch.Tensor, pw: torch.Tensor, tgt: dict, amp) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's pseudo-label of t and its weight `pw` (B, H, W) refined with its prediction of t+k warped
         to t: the label of frame t+k and its own weight (confident share x margins) travel through the flow."""
         r = self.adapt.refine
-        other, flow, valid = self.partner(tgt, "target", r.pair)
+        partner = self.partner(tgt, "target", r.pair)
         with amp():
-            logits_k = self.teacher.predict(other)  # single-frame, also for ACCEL (t+2k is not loaded)
-        size = flow.shape[-2:]
+            logits_k = self.teacher.predict(partner.other)  # single-frame, also for ACCEL (t+2k is not loaded)
+        size = partner.flow.shape[-2:]
         _, pw_k = pseudo_label(logits_k, self.adapt.pseudo_threshold, size, tgt.get("margin"))
 
         def probs(logits: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) class probabilities at the crop
             return F.softmax(F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False), 1)
 
-        warped, ok = warp(torch.cat([probs(logits_k), pw_k[:, None]], 1), flow, valid, mode="nearest")
+        warped, ok = warp(torch.cat([probs(logits_k), pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
         conf_t, label_t = probs(teacher_logits).max(1)
         conf_k, label_k = warped[:, :-1].max(1)
         label, weight = refine(r.strategy, label_t, conf_t, pw, label_k, conf_k, warped[:, -1], ok, r.invalid,
@@ -120,36 +134,35 @@ class SelfTraining:
         self.stats["refine_kept"] = (label != IGNORE).float().mean().detach()
         return label, weight
 
-    def mix_loss(self, net, src, tgt, ys, y_t, pw, src_frames: dict, tgt_frames: dict, amp) -> torch.Tensor:
+    def mix_loss(self, net, src, tgt, ys, y_t, pw, src_pair: FramePair | None, tgt_pair: FramePair | None,
+                 amp) -> torch.Tensor:
         a, xs, xt = self.adapt, src["image"][:, 0], tgt["image"][:, 0]
-        frames = dict(tgt_frames)
-        if a.mix == "classmix":
-            m = class_masks(ys)
+        pair = tgt_pair
+        m = MIXES[a.mix](ys)
+        if m is not None:
             x_mix, y_mix, w_mix = mix(m, xs, xt), mix(m, ys, y_t), mix(m, torch.ones_like(pw), pw)
             if a.consistent_mix:  # frame t+k and the flow follow the same mask
-                frames = {k: mix(m, src_frames[k], tgt_frames[k]) for k in ("other", "flow", "valid")}
-        else:
+                pair = FramePair(*(mix(m, getattr(src_pair, k), getattr(tgt_pair, k)) for k in ("other", "flow", "valid")))
+        else:  # no mixing: the target alone
             x_mix, y_mix, w_mix = xt, y_t, pw
         if a.augment is not None:
-            if frames:  # both frames of an image get one colour and blur draw
-                both = strong_augment(torch.stack([x_mix, frames["other"]], 1), a.augment)
-                x_mix, frames["other"] = both[:, 0], both[:, 1]
+            if pair is not None:  # both frames of an image get one colour and blur draw
+                both = strong_augment(torch.stack([x_mix, pair.other], 1), a.augment)
+                x_mix, pair = both[:, 0], FramePair(both[:, 1], pair.flow, pair.valid)
             else:
                 x_mix = strong_augment(x_mix, a.augment)
-        return student_loss(net, x_mix, y_mix, w_mix, self.hrda, amp, **frames)[0]
+        return student_loss(net, x_mix, y_mix, w_mix, self.detail_weight, amp, pair)[0]
 
     def frame_pair_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
         """Single-frame student logits of t and t+k from one forward of both, resized to the discriminator's input
         size (`adapt.video_disc.scale` x the crop): two (B, C, h, w)."""
-        logits = student_logits(net, torch.cat([x_t, x_k]), self.hrda, amp)
+        with amp():
+            logits = net(torch.cat([x_t, x_k])).logits
         size = self.adversary.input_size(x_t.shape[-2:])
         logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         return logits.chunk(2)
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:
-        if self.adversary is not None and self._judged is not None:
-            self.stats["loss_disc"] = self.adversary.step(*self._judged, it)
-            self._judged = None
         self.teacher.update(model, it + 1)
 
     def state_dict(self) -> dict:

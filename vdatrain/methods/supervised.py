@@ -11,13 +11,21 @@ class Supervised:
     """L = CE(model(x_t), y_t) on the "source" stream (the oracle's "source" is the labelled target);
     under HRDA, (1 - w) CE(fused) + w CE(detail box)."""
 
+    optimizers: list = []  # nothing besides the model's
+
     def __init__(self, recipe, model: torch.nn.Module):
-        self.hrda = recipe.model.hrda
+        self.detail_weight = recipe.model.hrda.detail_loss_weight if recipe.model.hrda else 0.0
         self.stats: dict = {}
+
+    def sample_options(self, part: str) -> dict:
+        return {"labels": True}
+
+    def source_chooser(self, source, seed: int):
+        return None
 
     def losses(self, model: torch.nn.Module, batch: dict, it: int, amp):
         src = batch["source"]
-        yield {"source": student_loss(model, src["image"][:, 0], src["label"], None, self.hrda, amp)[0]}
+        yield {"source": student_loss(model, src["image"][:, 0], src["label"], None, self.detail_weight, amp)[0]}
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:
         pass

@@ -48,5 +48,6 @@ def iou_per_class(conf, evaluated: list[int], protocol: str = "standard") -> np.
 
 
 def miou(conf, evaluated: list[int], protocol: str = "standard") -> float:
-    """Mean IoU in percent over the evaluated classes present in labels or predictions."""
-    return float(np.nanmean(iou_per_class(conf, evaluated, protocol)) * 100)
+    """Mean IoU in percent over the evaluated classes present in labels or predictions: the one place a
+    confusion matrix becomes an mIoU (evaluation, temporal metrics, reports)."""
+    return float(np.nanmean(iou_per_class(conf, evaluated, protocol) * 100))

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
-from vdatrain.metrics.miou import confusion, iou_per_class
+from vdatrain.metrics.miou import confusion, miou
 
 
 
@@ -57,7 +57,7 @@ class TemporalMeter:
         consistency_acc, consistency_acc_precision, retained."""
         out = {}
         for name, conf in self.conf.items():
-            out[f"{name}_miou"] = float(np.nanmean(iou_per_class(conf.numpy(), evaluated, protocol)) * 100)
+            out[f"{name}_miou"] = miou(conf.numpy(), evaluated, protocol)
             if name != "predconsis":
                 out[f"{name}_acc"] = class_accuracy(conf.numpy(), evaluated, protocol)
                 out[f"{name}_acc_precision"] = class_accuracy(conf.numpy(), evaluated, protocol, "precision")

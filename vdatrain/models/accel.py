@@ -16,9 +16,11 @@ branch's output passes through unchanged (its loss is frame t's alone). In train
 frame t+k goes through the same forward as t (context plus the same detail box), not
 the sliding-window inference, which would cost several detail forwards per image.
 
-Inference (`predict_pair`) slides windows over each full frame separately, then
-warps the full-resolution logits of t+k and fuses: a window of t is never paired
-with the same window of t+k, whose content has moved (the reference's bug).
+Inference (`predict(x, window, stride, pair)`) slides windows over each full frame
+separately, then warps the full-resolution logits of t+k and fuses: a window of t is
+never paired with the same window of t+k, whose content has moved (the reference's bug).
+Without a pair, forward and predict are the single-frame model's (the video
+discriminator judges those; the teacher predicts frame t+k so for refinement).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.warp import warp
+from vdatrain.models.contract import FramePair, SegOutput
+from vdatrain.models.warp import warp
 
 
 def _up(x: torch.Tensor, size) -> torch.Tensor:
@@ -35,25 +38,30 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
 
 
 class ACCEL(nn.Module):
-    def __init__(self, model: nn.Module, num_classes: int = 19, pair: str = "bwd_1"):
+    def __init__(self, model: nn.Module, num_classes: int = 19, pair: str = "bwd_1", fusion_lr: str = "backbone"):
         super().__init__()
         self.model = model
         self.pair = pair  # the stored flow pair (t -> t+k) that evaluation reads
+        self.num_classes = num_classes
         self.fusion = nn.Conv2d(2 * num_classes, num_classes, 1, bias=False)
         with torch.no_grad():
             self.fusion.weight.zero_()
             self.fusion.weight[:, :num_classes, 0, 0] = torch.eye(num_classes)
+        # modules the optimiser puts at the backbone's rate, not the head's (the reference's fusion: not "head")
+        self.backbone_rate = (self.fusion,) if fusion_lr == "backbone" else ()
 
     @property
     def backbone(self) -> nn.Module:
         return self.model.backbone
 
     @property
+    def single_frame(self) -> nn.Module:
+        """The wrapped single-frame model (whole-model initial weights load into it)."""
+        return self.model
+
+    @property
     def output_stride(self) -> int:
         return getattr(self.model, "output_stride", 1)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)
 
     def fuse(self, logits_t: torch.Tensor, logits_k: torch.Tensor, flow: torch.Tensor,
              valid: torch.Tensor | None) -> torch.Tensor:
@@ -65,31 +73,24 @@ class ACCEL(nn.Module):
         warped = torch.where(ok[:, None], warped, logits_t)
         return self.fusion(torch.cat([logits_t, warped], dim=1))
 
-    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None, flow: torch.Tensor | None = None,
-                valid: torch.Tensor | None = None, **kw):
-        """x (B, 3, H, W) frame t, other (B, 3, H, W) frame t+k, flow (B, 2, H, W) t -> t+k, valid (B, H, W);
-        `kw` go to the wrapped model (detail_box, return_features). Without `other`: the single-frame
-        model's output (the video discriminator judges those)."""
-        out = self.model(x, **kw)
-        if other is None:
+    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
+        """x (B, 3, H, W) frame t -> SegOutput whose logits are fused with frame t+k's (B, C, H, W); the detail
+        and features are frame t's. Under HRDA, frame t+k goes through the same training forward with the same
+        detail box (not the sliding inference, which would cost several detail forwards per image)."""
+        out = self.model(x)
+        if pair is None:
             # keeps the fusion weight in the graph, so DDP finds a gradient for every parameter
-            zero = self.fusion.weight.sum() * 0
-            return {**out, "fused": out["fused"] + zero} if isinstance(out, dict) else \
-                (out[0] + zero, *out[1:]) if isinstance(out, tuple) else out + zero
+            out.logits = out.logits + self.fusion.weight.sum() * 0
+            return out
         with torch.no_grad():
-            if "detail_box" in kw:  # HRDA training: frame t+k through the same forward (same box) as t
-                logits_k = self.model(other, detail_box=kw["detail_box"])["fused"]
-            else:
-                logits_k = self.model(other)
-        if isinstance(out, dict):  # HRDA training forward
-            return {**out, "fused": self.fuse(out["fused"], logits_k, flow, valid)}
-        if isinstance(out, tuple):  # (logits, features)
-            return (self.fuse(out[0], logits_k, flow, valid), *out[1:])
-        return self.fuse(out, logits_k, flow, valid)
+            logits_k = (self.model(pair.other, box=out.box) if out.box is not None else self.model(pair.other)).logits
+        out.logits = self.fuse(out.logits, logits_k, pair.flow, pair.valid)
+        return out
 
-    @torch.no_grad()
-    def predict_pair(self, slide, frame_t: torch.Tensor, frame_k: torch.Tensor, flow: torch.Tensor,
-                     valid: torch.Tensor | None) -> torch.Tensor:
-        """Dual-frame inference: `slide(model, image)` gives full-frame logits (B, C, H, W) of one frame;
-        frames (B, 3, H, W), flow (B, 2, H, W) t -> t+k at full resolution -> fused logits (B, C, H, W)."""
-        return self.fuse(slide(self.model, frame_t), slide(self.model, frame_k), flow, valid)
+    def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
+        """Frame t's logits fused with frame t+k's, each frame predicted whole (or by sliding windows) on its own,
+        (B, C, H, W); without `pair`, the single-frame model's prediction."""
+        logits_t = self.model.predict(x, window, stride)
+        if pair is None:
+            return logits_t
+        return self.fuse(logits_t, self.model.predict(pair.other, window, stride), pair.flow, pair.valid)

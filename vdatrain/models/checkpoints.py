@@ -12,19 +12,20 @@ copy for the feature distance, never needed here). Key map, after the prefix:
 | `<head>.aspp_modules.{i}.conv.{weight,bias}` of a DeepLabV2 head | `<head>.aspp.{i}.{weight,bias}` |
 
 DAFormer heads already use mmseg's names (`embed_layers`, `fuse_layer`, `conv_seg`).
-Loading is strict: missing, unexpected or mis-shaped keys are an error listing them.
+Loading is strict: missing, unexpected or mis-shaped keys are an error listing them. Which file holds
+what (our run checkpoints, or these) is `vdatrain.checkpoint`'s business.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import torch
 
-from vdatrain.models.weights import WeightsError, check_keys, safe_load
+from vdatrain.models.weights import WeightsError, check_keys
 
 BRANCHES = {"student": "model.", "teacher": "ema_model."}
+HRDA_ONLY = ("attention.",)  # keys only a multi-resolution (HRDA) model has
 
 
 def is_mmseg(state: dict) -> bool:
@@ -48,33 +49,13 @@ def map_mmseg_keys(state: dict, branch: str = "student") -> dict:
     return out
 
 
-def load_checkpoint_weights(model: torch.nn.Module, path, branch: str = "student", may_lack: tuple = (),
-                            may_drop: tuple = ()) -> str:
-    """Load a `vdatrain fit` checkpoint or a released mmseg checkpoint into `model`; returns the format.
-
-    Keys under the prefixes in `may_lack` may be absent (e.g. "attention." when a single-scale model
-    initialises an HRDA one); they keep their initialisation. Checkpoint keys under `may_drop` that
-    the model does not have are left out (an HRDA checkpoint initialising a single-scale model)."""
-    path = Path(path)
-    ckpt = safe_load(path)  # never unpickles code: tensors, plain containers, numpy values
-    if isinstance(ckpt, dict) and "model" in ckpt and "iteration" in ckpt:
-        if branch == "teacher":
-            if "teacher" not in ckpt.get("method", {}):
-                raise WeightsError(f"{path}: this run has no teacher (not a self-training run)")
-            state, fmt = ckpt["method"]["teacher"], "vdatrain (teacher)"
-        else:
-            state, fmt = ckpt["model"], "vdatrain"
-    else:
-        state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-        if not isinstance(state, dict) or not is_mmseg(state):
-            raise WeightsError(f"{path}: neither a vdatrain checkpoint nor an mmseg segmentor state dict")
-        try:
-            state, fmt = map_mmseg_keys(state, branch), f"mmseg ({branch})"
-        except WeightsError as e:
-            raise WeightsError(f"{path}: {e}") from None
+def load_state(model: torch.nn.Module, state: dict, what: str, may_lack: tuple = (), may_drop: tuple = ()) -> None:
+    """Load `state` into `model` strictly: missing, unexpected or mis-shaped keys are a WeightsError starting with
+    `what`. Keys under the prefixes in `may_lack` may be absent (e.g. "attention." when a single-scale model
+    initialises an HRDA one); they keep their initialisation. Keys under `may_drop` that the model does not
+    have are left out (an HRDA checkpoint initialising a single-scale model)."""
     own = model.state_dict()
     state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")
              and not (may_drop and k.startswith(may_drop) and k not in own)}
-    check_keys(state, own, f"{path} ({fmt}) does not fit the recipe's model", may_lack)
+    check_keys(state, own, what, may_lack)
     model.load_state_dict(state, strict=False)
-    return fmt

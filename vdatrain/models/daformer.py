@@ -7,16 +7,20 @@ conv (all with BatchNorm and ReLU); dropout 0.1 and a 1x1 classifier. HRDA's
 scale-attention head on DAFormer is the same head with a 1x1 fusion
 (`fusion="conv1x1"`). Submodule names follow the released DAFormer/HRDA heads.
 
-    x (B, 3, H, W) normalised RGB -> logits (B, num_classes, ceil(H/4), ceil(W/4))
+    x (B, 3, H, W) normalised RGB -> SegOutput with logits (B, num_classes, ceil(H/4), ceil(W/4))
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vdatrain.models.contract import FramePair, SegOutput, Segmenter
 from vdatrain.models.mit import MixVisionTransformer
+from vdatrain.models.registry import MODELS
 
 
 class ConvModule(nn.Module):
@@ -92,7 +96,7 @@ class DAFormerHead(nn.Module):
         return self.conv_seg(self.dropout(self.fuse_layer(torch.cat(embedded, 1))))
 
 
-class DAFormer(nn.Module):
+class DAFormer(Segmenter):
     def __init__(self, num_classes: int = 19, variant: str = "mit_b5", drop_path: float = 0.1, embed: int = 256,
                  checkpointing: bool = False):
         super().__init__()
@@ -100,12 +104,18 @@ class DAFormer(nn.Module):
         self.embed = embed  # the head's channels (HRDA's attention head takes the same)
         self.head = DAFormerHead(self.backbone.out_channels, num_classes, embed)
         self.output_stride = 4
+        self.num_classes = num_classes
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> last-stage features (B, d4, H/32, W/32), for the ImageNet feature distance."""
-        return self.backbone(x)[-1]
+    def attention_head(self, num_classes: int) -> nn.Module:
+        """HRDA's scale-attention head for this network: a DAFormer head with a 1x1 fusion."""
+        return DAFormerHead(self.backbone.out_channels, num_classes, self.embed, fusion="conv1x1")
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        """Logits; with `return_features`, (logits, last-stage features) from the same pass."""
+    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
         feats = self.backbone(x)
-        return (self.head(feats), feats[-1]) if return_features else self.head(feats)
+        return SegOutput(logits=self.head(feats), features=feats[-1], feature_input=x)
+
+
+MODELS.register("daformer_mitb5")(partial(DAFormer, variant="mit_b5"))  # the paper's SegFormer MiT-B5 + DAFormer head
+MODELS.register("daformer_mitb0")(partial(DAFormer, variant="mit_b0"))  # CPU demos and tests
+# a narrow network of the family for `vdatrain check --narrow` (see deeplabv2_check)
+MODELS.register("daformer_check")(partial(DAFormer, variant="mit_narrow", embed=32))

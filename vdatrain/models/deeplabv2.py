@@ -1,16 +1,20 @@
 """DeepLabV2: dilated ResNet + a head of parallel 3x3 convs at dilations 6 and 12 whose outputs are summed.
 
-    x (B, 3, H, W) normalised RGB -> logits (B, num_classes, ceil(H/8), ceil(W/8))
+    x (B, 3, H, W) normalised RGB -> SegOutput with logits (B, num_classes, ceil(H/8), ceil(W/8))
 
 Logits stay at stride 8; callers upsample (HRDA fuses at that scale). The HRDA
-scale-attention head on DeepLabV2 is a second `DLV2Head`.
+scale-attention head on DeepLabV2 is a second `DLV2Head` (`attention_head`).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn as nn
 
+from vdatrain.models.contract import FramePair, SegOutput, Segmenter
+from vdatrain.models.registry import MODELS
 from vdatrain.models.resnet import ResNet
 
 
@@ -28,19 +32,28 @@ class DLV2Head(nn.Module):
         return sum(conv(x) for conv in self.aspp)
 
 
-class DeepLabV2(nn.Module):
+class DeepLabV2(Segmenter):
     def __init__(self, num_classes: int = 19, depth: int = 101, stem: str = "deep", dilations=(6, 12),
                  width: int = 64, checkpointing: bool = False):
         super().__init__()
         self.backbone = ResNet(depth, stem, width=width, checkpointing=checkpointing)
         self.head = DLV2Head(self.backbone.out_channels, num_classes, dilations)
         self.output_stride = 8
+        self.num_classes = num_classes
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> last-stage features (B, C, H/8, W/8), for the ImageNet feature distance."""
-        return self.backbone(x)
+    def attention_head(self, num_classes: int) -> nn.Module:
+        """HRDA's scale-attention head for this network: a second DeepLabV2 head."""
+        return DLV2Head(self.backbone.out_channels, num_classes)
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        """Logits; with `return_features`, (logits, last-stage features) from the same pass."""
+    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
         feats = self.backbone(x)
-        return (self.head(feats), feats) if return_features else self.head(feats)
+        return SegOutput(logits=self.head(feats), features=feats, feature_input=x)
+
+
+MODELS.register("deeplabv2_r101")(partial(DeepLabV2, depth=101, stem="deep"))  # the paper's (ResNet-101-v1c)
+MODELS.register("deeplabv2_r101_tv")(partial(DeepLabV2, depth=101, stem="plain"))  # torchvision's resnet101 weights
+MODELS.register("deeplabv2_r50")(partial(DeepLabV2, depth=50, stem="deep"))
+MODELS.register("deeplabv2_r18")(partial(DeepLabV2, depth=18, stem="deep"))  # CPU demos and tests
+# a narrow network of the family, only for checking paper recipes at their full input geometry on a CPU
+# (`vdatrain check --narrow`, `make paper-check`): every code path, little arithmetic
+MODELS.register("deeplabv2_check")(partial(DeepLabV2, depth=18, stem="deep", width=8))

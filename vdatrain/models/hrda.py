@@ -9,15 +9,17 @@ through a sigmoid, one weight per class and position:
 
 (1 - a) multiplies the context logits before they are upsampled, as HRDA does.
 
-Training, `forward(x, detail_box=box)`: one detail box per forward, shared by the
-batch, with corners on an 8-pixel grid; logits are fused at the detail features'
-resolution (stride s = `output_stride` of the input) and a = 0 outside the box,
-since no detail prediction exists there. Returns
-    fused   (B, C, H/s, W/s)
-    detail  (B, C, h/s, w/s)     for the box's (h, w)
-    context_features             last backbone stage of the context branch (for the feature distance)
+Training, `forward(x)` (`vdatrain.models.contract`): one detail box per forward, shared by
+the batch, drawn at random with corners on a `box_grid`-pixel lattice (or given: `box=`,
+as ACCEL does for frame t+k); logits are fused at the detail features' resolution (stride
+s = `output_stride` of the input) and a = 0 outside the box, since no detail prediction
+exists there. Returns a SegOutput with
+    logits    (B, C, H/s, W/s)  fused
+    detail    (B, C, h/s, w/s)  for the box's (h, w)
+    features  the last backbone stage of the context branch (for the feature distance), computed from
+              `feature_input`, the context-scaled input
 
-Inference, `forward(x)`: the detail logits come from sliding `detail_crop` windows
+Inference, `predict(x)`: the detail logits come from sliding `detail_crop` windows
 at `detail_stride` over the whole input (averaged where they overlap), each window's
 logits upsampled to its pixels, and the fusion happens at pixel resolution, so
 windows need not fall on the feature grid (BDD's 360 / 180):
@@ -32,20 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.inference import slide_logits
-from vdatrain.models.daformer import DAFormer, DAFormerHead
-from vdatrain.models.deeplabv2 import DeepLabV2, DLV2Head
-
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) pixels of the input
-
-
-def attention_head_for(base: nn.Module, num_classes: int) -> nn.Module:
-    """HRDA's scale-attention head: a second DeepLabV2 head, or a DAFormer head with a 1x1 fusion."""
-    if isinstance(base, DeepLabV2):
-        return DLV2Head(base.backbone.out_channels, num_classes)
-    if isinstance(base, DAFormer):
-        return DAFormerHead(base.backbone.out_channels, num_classes, base.embed, fusion="conv1x1")
-    raise TypeError(f"HRDA has no attention head for {type(base).__name__}")
+from vdatrain.models.contract import Box, FramePair, SegOutput, Segmenter
+from vdatrain.models.sliding import slide_logits
 
 
 def random_detail_box(height: int, width: int, crop: tuple[int, int], grid: int, generator=None) -> Box:
@@ -61,16 +51,19 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class HRDA(nn.Module):
+class HRDA(Segmenter):
+    """Around any registered single-frame model that has `backbone`, `head` and `attention_head(num_classes)`."""
+
     def __init__(self, base: nn.Module, num_classes: int = 19, context_scale: float = 0.5,
-                 detail_crop=(512, 512), detail_stride=(256, 256)):
+                 detail_crop=(512, 512), detail_stride=(256, 256), box_grid: int = 8):
         super().__init__()
         self.backbone, self.head = base.backbone, base.head
-        self.attention = attention_head_for(base, num_classes)
+        self.attention = base.attention_head(num_classes)
         self.output_stride = base.output_stride
         self.num_classes = num_classes
         self.context_scale = context_scale
         self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
+        self.box_grid = box_grid
         self.window_batch = 9  # detail windows per forward in inference (a 1024 crop's 3 x 3 at 512 / 256)
 
     def _batch_statistics(self) -> bool:
@@ -81,15 +74,12 @@ class HRDA(nn.Module):
     def _last(self, feats):
         return feats[-1] if isinstance(feats, (list, tuple)) else feats
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Last backbone stage of `x` (callers pass the context-scaled image for the feature distance)."""
-        return self._last(self.backbone(x))
-
     def context(self, x: torch.Tensor):
-        """-> (context logits, attention in [0, 1], context features), all at the context features' stride."""
+        """-> (context logits, attention in [0, 1], context features, the context-scaled input); all but the
+        last at the context features' stride."""
         small = F.interpolate(x, scale_factor=self.context_scale, mode="bilinear", align_corners=False)
         feats = self.backbone(small)
-        return self.head(feats), torch.sigmoid(self.attention(feats)), self._last(feats)
+        return self.head(feats), torch.sigmoid(self.attention(feats)), self._last(feats), small
 
     def detail(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) full-resolution window -> (B, C, h/s, w/s)."""
@@ -110,15 +100,21 @@ class HRDA(nn.Module):
         canvas[:, :, y0 // s:y0 // s + s_detail.shape[2], x0 // s:x0 // s + s_detail.shape[3]] = s_detail
         return _up(attention, out) * canvas + _up((1 - attention) * s_context, out)
 
-    def forward(self, x: torch.Tensor, detail_box: Box | None = None, return_features: bool = False):
-        s_context, attention, ctx_feats = self.context(x)
-        if detail_box is not None:
-            y0, y1, x0, x1 = detail_box
-            s_detail = self.detail(x[:, :, y0:y1, x0:x1])
-            fused = self.fuse_train(s_context, attention, s_detail, detail_box, x.shape[-2:])
-            return {"fused": fused, "detail": s_detail, "context_features": ctx_feats}
+    def forward(self, x: torch.Tensor, pair: FramePair | None = None, box: Box | None = None) -> SegOutput:
+        """Training forward with the detail box `box`, or one drawn now (torch's generator: the loop seeds it)."""
+        if box is None:
+            box = random_detail_box(*x.shape[-2:], self.detail_crop, self.box_grid)
+        s_context, attention, ctx_feats, small = self.context(x)
+        y0, y1, x0, x1 = box
+        s_detail = self.detail(x[:, :, y0:y1, x0:x1])
+        fused = self.fuse_train(s_context, attention, s_detail, box, x.shape[-2:])
+        return SegOutput(logits=fused, features=ctx_feats, feature_input=small, detail=s_detail, box=box)
+
+    def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
+        if window is not None:
+            return slide_logits(lambda crop: self.predict(crop), x, self.num_classes, window, stride)
+        s_context, attention, _, _ = self.context(x)
         size = x.shape[-2:]
         batch = 1 if self._batch_statistics() else self.window_batch
         s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride, batch)
-        fused = _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)
-        return (fused, ctx_feats) if return_features else fused
+        return _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)

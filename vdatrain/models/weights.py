@@ -11,15 +11,21 @@ Formats, told apart by their keys (`.pth` read with weights_only, `.safetensors`
   `SegformerFor*` checkpoints): `[segformer.]encoder.patch_embeddings.{i}`, `encoder.block.{i}.{j}`,
   `encoder.layer_norm.{i}`; key and value projections are joined into MiT's `kv`; classifier and decode
   head dropped.
-Wrappers (`state_dict`, `model`) and prefixes (`module.`, `backbone.`) are unwrapped.
+Wrappers (`state_dict`, `model`) and prefixes (`module.`, `backbone.`) are unwrapped. Each format is a
+`WeightFormat` (how to tell it, how to rename its keys to ours) registered in `WEIGHT_FORMATS`, tried in
+registration order; a new one is one more registration.
 Anything else that does not match the backbone exactly is an error that lists the keys.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
+
+from vdatrain.registry import Registry
 
 CLASSIFIER_PREFIXES = ("fc.", "head.")
 
@@ -38,22 +44,6 @@ def _unwrap(ckpt) -> dict:
         if ckpt and all(k.startswith(prefix) for k in ckpt):
             ckpt = {k[len(prefix):]: v for k, v in ckpt.items()}
     return ckpt
-
-
-def detect_format(state: dict) -> str:
-    if any(k.startswith("stem.") for k in state):
-        return "mmcv-resnet-v1c"
-    if "conv1.0.weight" in state:
-        return "timm-resnet-v1c"
-    if "conv1.weight" in state:
-        return "torchvision-resnet"
-    if any(k.startswith("patch_embed1.") for k in state):
-        return "segformer-mit"
-    if any(k.startswith(("segformer.encoder.", "encoder.patch_embeddings.")) for k in state):
-        return "hf-segformer-mit"
-    if any(k.startswith(("segformer.stages.", "stages.0.patch_embeddings.")) for k in state):
-        return "hf5-segformer-mit"
-    return "unknown"
 
 
 TIMM_STEM = {"conv1.0.": "stem.0.", "conv1.1.": "stem.1.", "conv1.3.": "stem.3.", "conv1.4.": "stem.4.",
@@ -130,6 +120,29 @@ def from_hf_segformer(state: dict) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class WeightFormat:
+    """detect: does a state dict (unwrapped) have this format's keys; convert: its keys renamed to ours."""
+    detect: Callable[[dict], bool]
+    convert: Callable[[dict], dict] = dict
+
+
+WEIGHT_FORMATS = Registry("weight format", "model.pretrained")
+WEIGHT_FORMATS.register("mmcv-resnet-v1c")(WeightFormat(lambda s: any(k.startswith("stem.") for k in s)))
+WEIGHT_FORMATS.register("timm-resnet-v1c")(WeightFormat(lambda s: "conv1.0.weight" in s, from_timm_resnet))
+WEIGHT_FORMATS.register("torchvision-resnet")(WeightFormat(lambda s: "conv1.weight" in s))
+WEIGHT_FORMATS.register("segformer-mit")(WeightFormat(lambda s: any(k.startswith("patch_embed1.") for k in s)))
+WEIGHT_FORMATS.register("hf-segformer-mit")(WeightFormat(
+    lambda s: any(k.startswith(("segformer.encoder.", "encoder.patch_embeddings.")) for k in s), from_hf_segformer))
+WEIGHT_FORMATS.register("hf5-segformer-mit")(WeightFormat(
+    lambda s: any(k.startswith(("segformer.stages.", "stages.0.patch_embeddings.")) for k in s), from_hf5_segformer))
+
+
+def detect_format(state: dict) -> str:
+    """The first registered format whose keys `state` has, or "unknown" (then the key check lists them)."""
+    return next((name for name, fmt in WEIGHT_FORMATS.items() if fmt.detect(state)), "unknown")
+
+
 def _few(keys) -> str:
     keys = sorted(keys)
     return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
@@ -204,8 +217,7 @@ def load_backbone(backbone: torch.nn.Module, path) -> str:
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
     fmt = detect_format(state)
-    state = {"timm-resnet-v1c": from_timm_resnet, "hf-segformer-mit": from_hf_segformer,
-             "hf5-segformer-mit": from_hf5_segformer}.get(fmt, dict)(state)
+    state = WEIGHT_FORMATS[fmt].convert(state) if fmt in WEIGHT_FORMATS else state
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
     own = backbone.state_dict()
     if fmt == "torchvision-resnet" and any(k.startswith("stem.") for k in own):

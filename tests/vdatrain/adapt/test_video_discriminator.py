@@ -61,8 +61,12 @@ def test_the_discriminator_learns_to_tell_the_domains_apart_with_its_poly_schedu
     adv = VideoAdversary(3, spec, iters=40, device="cpu")
     source = (torch.randn(2, 3, 64, 64) * 4, torch.randn(2, 3, 64, 64) * 4)
     target = (torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 64, 64))
-    first = adv.step(source, target, 0)
-    for it in range(1, 30):
-        last = adv.step(source, target, it)
-    assert last < first / 4
-    assert adv.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 29 / 40) ** 0.9)
+    part = adv.optimizer()  # what the training loop steps after the network's step
+    assert part.name == "disc" and part.module is adv.model
+    assert part.step(0) is None  # nothing judged yet: no step
+    losses = []
+    for it in range(30):
+        adv.judge(source, target)
+        losses.append(part.step(it))
+    assert losses[-1] < losses[0] / 4
+    assert part.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 29 / 40) ** 0.9)

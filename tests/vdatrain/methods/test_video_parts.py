@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from vdatrain.adapt.pseudo_label import pseudo_label
 from vdatrain.methods.self_training import SelfTraining
+from vdatrain.models import SegOutput
 from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
                              VideoDiscSpec)
 
@@ -23,10 +24,13 @@ class Spy(nn.Module):
         self.scale = nn.Parameter(torch.tensor(10.0))
         self.calls = []
 
-    def forward(self, x, return_features=False, **frames):
-        self.calls.append({"x": x, **frames})
+    def forward(self, x, pair=None):
+        self.calls.append({"x": x, **({"other": pair.other, "flow": pair.flow, "valid": pair.valid} if pair else {})})
         logits = self.scale * x
-        return (logits, logits) if return_features else logits
+        return SegOutput(logits=logits, features=logits, feature_input=x)
+
+    def predict(self, x, window=None, stride=None, pair=None):
+        return self(x, pair).logits
 
 
 def _recipe(accel=False, **adapt):
@@ -140,8 +144,8 @@ def test_the_video_discriminator_trains_after_the_step_and_is_checkpointed():
     groups = list(st.losses(net, batch, 0, nullcontext))
     assert list(groups[-1]) == ["adv"] and groups[-1]["adv"].requires_grad
     before = [p.clone() for p in st.adversary.model.parameters()]
-    st.after_step(net, 0)
-    assert float(st.stats["loss_disc"]) > 0
+    (part,) = st.optimizers  # the loop steps it after the network's step
+    assert float(part.step(0)) > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, st.adversary.model.parameters()))
     assert set(st.state_dict()) == {"teacher", "discriminator"}
 
@@ -151,15 +155,15 @@ def test_a_resumed_run_continues_with_the_same_discriminator_and_its_optimiser()
         torch.manual_seed(0)
         st = SelfTraining(_recipe(video_disc=VideoDiscSpec()), Spy())
         src = (torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64))
-        st._judged = (src, (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
-        st.after_step(Spy(), 0)
+        st.adversary.judge(src, (torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
+        st.optimizers[0].step(0)
         return st, src
 
     first, src = trained()
     resumed = SelfTraining(_recipe(video_disc=VideoDiscSpec()), Spy())
     resumed.load_state_dict(copy.deepcopy(first.state_dict()))  # as through a checkpoint file
     for st in (first, resumed):
-        st._judged = (src, (torch.ones(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
-        st.after_step(Spy(), 1)
+        st.adversary.judge(src, (torch.ones(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)))
+        st.optimizers[0].step(1)
     for a, b in zip(first.adversary.model.parameters(), resumed.adversary.model.parameters()):
         assert torch.equal(a, b)  # Adam's moments came back too

@@ -12,8 +12,11 @@ from vdatrain.models.daformer import DAFormerHead, SeparableConvModule
 def test_logits_come_at_the_output_stride(name, stride, h, w):
     model = build_model(name, num_classes=7).eval()
     with torch.no_grad():
-        out = model(torch.randn(2, 3, h, w))
-    assert out.shape == (2, 7, -(-h // stride), -(-w // stride))
+        x = torch.randn(2, 3, h, w)
+        out = model(x)
+    assert out.logits.shape == (2, 7, -(-h // stride), -(-w // stride))
+    assert out.feature_input is x and out.detail is None and out.box is None
+    torch.testing.assert_close(model.predict(x), out.logits)  # the whole input: logits at the output stride
     assert model.output_stride == stride
 
 
@@ -62,6 +65,6 @@ def test_mit_b5_stages_and_drop_path():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match="unknown model 'unet'"):
+    with pytest.raises(ValueError, match="model.name: 'unet' is not a registered model"):
         build_model("unet")
     assert set(MODELS) >= {"deeplabv2_r101", "daformer_mitb5"}

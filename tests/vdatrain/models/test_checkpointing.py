@@ -6,15 +6,15 @@ import copy
 import pytest
 import torch
 
-from vdatrain.models import MODELS, NARROW, build_model
+from vdatrain.models import MODELS, build_model, check_model
 from vdatrain.recipe import HRDASpec
 
 
 def _step(model, x, y, box):
     """One HRDA training forward and backward; returns the loss, the gradients and the buffers after it."""
-    out = model(x, detail_box=box)
-    logits = torch.nn.functional.interpolate(out["fused"], size=y.shape[-2:], mode="bilinear", align_corners=False)
-    loss = torch.nn.functional.cross_entropy(logits, y) + out["detail"].square().mean()
+    out = model(x, box=box)
+    logits = torch.nn.functional.interpolate(out.logits, size=y.shape[-2:], mode="bilinear", align_corners=False)
+    loss = torch.nn.functional.cross_entropy(logits, y) + out.detail.square().mean()
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -46,7 +46,7 @@ def test_checkpointed_stages_are_recomputed_in_backward():
     model = build_model("deeplabv2_r18", 5, checkpointing=True).train()
     calls = []
     model.backbone.layer3.register_forward_pre_hook(lambda *_: calls.append(1))
-    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    model(torch.randn(2, 3, 32, 32)).logits.sum().backward()
     assert len(calls) == 2  # forward, then once more in backward
     calls.clear()
     with torch.no_grad():  # the teacher and evaluation run plainly
@@ -54,16 +54,16 @@ def test_checkpointed_stages_are_recomputed_in_backward():
     assert len(calls) == 1
     calls.clear()
     model.eval()
-    model(torch.randn(1, 3, 32, 32)).sum().backward()
+    model(torch.randn(1, 3, 32, 32)).logits.sum().backward()
     assert len(calls) == 1
 
 
 @pytest.mark.parametrize("family,stride", [("deeplabv2", 8), ("daformer", 4)])
 def test_narrow_check_networks_are_their_family_at_a_fraction_of_the_size(family, stride):
-    narrow = build_model(NARROW[family], 19, HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16)))
+    narrow = build_model(check_model(family), 19, HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16)))
     full = MODELS["deeplabv2_r18" if family == "deeplabv2" else "daformer_mitb0"](num_classes=19)
     assert type(narrow.head) is type(full.head) and narrow.output_stride == stride
     assert sum(p.numel() for p in narrow.parameters()) < sum(p.numel() for p in full.parameters()) / 20
     with torch.no_grad():
-        out = copy.deepcopy(narrow).eval()(torch.randn(1, 3, 70, 90))
+        out = copy.deepcopy(narrow).eval().predict(torch.randn(1, 3, 70, 90))
     assert out.shape == (1, 19, 70, 90)  # HRDA inference: logits at input resolution

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from vdatrain.models import build_model
-from vdatrain.models.checkpoints import load_checkpoint_weights, map_mmseg_keys
+from vdatrain.checkpoint import load_checkpoint_weights
+from vdatrain.models.checkpoints import map_mmseg_keys
 from vdatrain.models.weights import WeightsError
 from vdatrain.recipe import HRDASpec
 

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from vdatrain.inference import slide_logits
+from vdatrain.models.sliding import slide_logits
 from vdatrain.models import build_model
 from vdatrain.models.hrda import HRDA, random_detail_box
 from vdatrain.recipe import HRDASpec
@@ -44,22 +44,26 @@ def test_training_fusion_masks_attention_outside_the_box_and_weights_context_bef
 def test_output_shapes_in_training_and_inference():
     model = build_model("deeplabv2_r18", 19, HRDASpec(detail_crop=(64, 64), detail_stride=(32, 32)))
     x = torch.randn(2, 3, 128, 128)
-    out = model(x, detail_box=(0, 64, 64, 128))
-    assert out["fused"].shape == (2, 19, 16, 16) and out["detail"].shape == (2, 19, 8, 8)
-    assert out["context_features"].shape[-2:] == (8, 8)
+    out = model(x, box=(0, 64, 64, 128))
+    assert out.logits.shape == (2, 19, 16, 16) and out.detail.shape == (2, 19, 8, 8) and out.box == (0, 64, 64, 128)
+    assert out.features.shape[-2:] == (8, 8) and out.feature_input.shape == (2, 3, 64, 64)  # the context branch
+    torch.manual_seed(3)
+    drawn = model(x).box  # without a box, one is drawn on the grid with torch's generator
+    torch.manual_seed(3)
+    assert drawn == random_detail_box(128, 128, (64, 64), 8)
     model.eval()
     with torch.no_grad():
-        assert model(x).shape == (2, 19, 128, 128)
+        assert model.predict(x).shape == (2, 19, 128, 128)
         # BDD-like detail windows off the feature grid (72 / 36 px at stride 8) still stitch
         model.detail_crop, model.detail_stride = (72, 72), (36, 36)
-        assert model(torch.randn(1, 3, 144, 144)).shape == (1, 19, 144, 144)
+        assert model.predict(torch.randn(1, 3, 144, 144)).shape == (1, 19, 144, 144)
 
 
 def test_inference_fuses_the_stitched_detail_with_the_full_attention():
     model = build_model("daformer_mitb0", 5, HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16))).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        s_ctx, att, _ = model.context(x)
+        s_ctx, att, _, _ = model.context(x)
         detail = slide_logits(model.detail, x, 5, (32, 32), (16, 16))
         expected = _up(att, (64, 64)) * detail + _up((1 - att) * s_ctx, (64, 64))
-        torch.testing.assert_close(model(x), expected)
+        torch.testing.assert_close(model.predict(x), expected)

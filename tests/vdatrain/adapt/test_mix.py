@@ -2,7 +2,7 @@
 
 import torch
 
-from vdatrain.adapt.classmix import class_masks, mix
+from vdatrain.adapt.mix import class_masks, mix
 
 
 def test_half_the_classes_of_the_batch_rounded_up_are_pasted():

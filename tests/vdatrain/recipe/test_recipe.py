@@ -34,7 +34,7 @@ def test_a_valid_recipe_loads_with_defaults(tmp_path):
     (("train: {iters: 10, precision: bf16}", "train: {precision: fp8}"), "train.precision: 'fp8' is not one of"),
     (("crop: [64, 64]", "crop: [64]"), "source.crop: expected 2 values, got 1"),
     (("max_class_ratio: 0.75}", "max_class_ratio: 0.75, margins: 'False'}"), "source.margins: expected true or false, got 'False'"),
-    (("name: source-only-viper-to-cs\n", ""), "name: required"),
+    (("name: source-only-viper-to-cs\n", "name: [a, b]\n"), "name: expected str"),
     (("eval: {store: STORE,", "evaluation: {store: STORE,"), "evaluation: unknown key"),
 ])
 def test_bad_recipes_name_the_key(tmp_path, edit, message):
@@ -75,7 +75,9 @@ def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
     ("train.iters=-5", "train.iters: -5 must be > 0"),
     ("source.crop=[-5,64]", "source.crop[0]: -5 must be > 0"),
     ("adapt={pseudo_threshold: 2}", "adapt.pseudo_threshold: 2.0 must be <= 1"),
-    ("model.name=resnet9000", "model.name: 'resnet9000' is not a model (choose from deeplabv2_r101"),
+    ("model.name=resnet9000", "model.name: 'resnet9000' is not a registered model (choose from "),
+    ("adapt={refine: {strategy: oracel}}", "adapt.refine.strategy: 'oracel' is not a registered refinement strategy"),
+    ("adapt={mix: cutmix}", "adapt.mix: 'cutmix' is not a registered mix strategy (choose from none, classmix)"),
     ("train.iters=[1,", "--set train.iters: '[1,' is not a YAML value"),
     ("model.hrda={detail_crop: [128, 32]}", "model.hrda.detail_crop: [128, 32] does not fit inside source.crop [64, 64]"),
 ])
@@ -201,7 +203,8 @@ def test_video_paper_recipes_add_exactly_their_video_parts_to_the_image_recipe()
     assert len(studies) == 2 * 2 * 4 * 2 * 2  # architecture x MIC x strategy x direction x source
     for name in [*studies, *(n for n in shipped if n.startswith("dlv2-hrda-") and n.endswith("bdd"))]:
         r = load_recipe(name)
-        base = load_recipe(yaml.safe_load(shipped[name].read_text()).get("base", name))
+        parents = yaml.safe_load(shipped[name].read_text()).get("base", name)
+        base = load_recipe(parents if isinstance(parents, str) else name)  # a composed root is its own base
         stripped = replace(r, name=base.name, label=base.label, description=base.description,
                            model=replace(r.model, accel=None),
                            adapt=replace(r.adapt, refine=None, video_disc=None, consistent_mix=False),

@@ -2,7 +2,7 @@
 
 import torch
 
-from vdatrain.inference import slide_logits, window_grid
+from vdatrain.models.sliding import slide_logits, window_grid
 
 
 def test_window_layout_matches_mmseg():
@@ -38,16 +38,16 @@ def test_overlapping_windows_are_averaged_and_low_resolution_logits_upsampled():
 def test_batched_windows_give_the_sequential_result():
     import torch
 
-    from vdatrain.inference import slide_logits
+    from vdatrain.models.sliding import slide_logits
     from vdatrain.models import build_model
 
     torch.manual_seed(0)
     model = build_model("deeplabv2_check", 5, hrda=None).eval()
     x = torch.randn(2, 3, 72, 100)  # windows 32x48, stride 16x24: a 4 x 3 grid, clipped sizes mixed in
     with torch.no_grad():
-        one = slide_logits(model, x, 5, (32, 48), (16, 24), batch=1)
+        one = slide_logits(model.predict, x, 5, (32, 48), (16, 24), batch=1)
         for batch in (2, 5, 64):
-            torch.testing.assert_close(slide_logits(model, x, 5, (32, 48), (16, 24), batch=batch), one,
+            torch.testing.assert_close(slide_logits(model.predict, x, 5, (32, 48), (16, 24), batch=batch), one,
                                        atol=1e-5, rtol=1e-5)
 
 
@@ -56,7 +56,7 @@ def test_hrda_batches_detail_windows_only_without_batch_statistics():
     there windows stay one per forward, so pseudo-labels are those of the reference."""
     import torch
 
-    from vdatrain.inference import slide_logits
+    from vdatrain.models.sliding import slide_logits
     from vdatrain.models import build_model
     from vdatrain.recipe import HRDASpec
 
@@ -67,10 +67,10 @@ def test_hrda_batches_detail_windows_only_without_batch_statistics():
     detail = model.detail
     model.detail = lambda w: (calls.append(w.shape[0]), detail(w))[1]
     with torch.no_grad():
-        model.train()(x)
+        model.train().predict(x)
         assert calls == [1] * 9  # 3 x 3 windows, one per forward
         calls.clear()
-        model.eval()(x)
+        model.eval().predict(x)
         assert calls == [9]
         sequential = slide_logits(detail, x, 5, (32, 32), (16, 16), batch=1)
         torch.testing.assert_close(slide_logits(detail, x, 5, (32, 32), (16, 16), batch=9), sequential,

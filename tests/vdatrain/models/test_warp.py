@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from vdatrain.data.geometry import CropBox
-from vdatrain.warp import warp
+from vdatrain.models.warp import warp
 
 
 def test_a_constant_shift_gathers_from_the_displaced_pixel():

@@ -1,0 +1,125 @@
+"""Checks across fields and against the data on disk, after the schema has built a recipe.
+
+`model_checks` and `video_checks` run in `load_recipe` (nothing on disk): HRDA's detail box fits
+every crop, every flow pair a video part names reaches the model. `check_paths` runs before
+training or evaluation: every store opens, is the dataset its name says, holds the frames and
+flows the recipe reads, and every weight file exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vdatrain.recipe.schema import Recipe, RecipeError
+
+
+def video_checks(r: Recipe) -> None:
+    """Every flow pair a video part names must reach the model in the batches; errors name the key."""
+    from flowprep.errors import StoreError
+    from flowprep.store import pair_offsets
+
+    for part in ("source", "target"):
+        data = getattr(r, part)
+        if data is not None and (not data.offsets or data.offsets[0] != 0):
+            raise RecipeError(f"{part}.offsets: the first offset must be 0 (frame t, the labelled one), "
+                              f"got {data.offsets}")
+    uses = []
+    for key, spec in (("model.accel", r.model.accel), ("adapt.video_disc", r.adapt and r.adapt.video_disc)):
+        if spec:
+            uses += [(f"{key}.pair", spec.pair, ("target",)),
+                     (f"{key}.source_pair" if spec.source_pair else f"{key}.pair", spec.source_pair or spec.pair,
+                      ("source",))]
+    if r.adapt and r.adapt.refine:
+        uses += [("adapt.refine.pair", r.adapt.refine.pair, ("target",))]
+    for key, pair, parts in uses:
+        try:
+            src, dst = pair_offsets(pair)
+        except StoreError as e:
+            raise RecipeError(f"{key}: {e}") from None
+        if src != 0:
+            raise RecipeError(f"{key}: {pair} starts at frame {src:+d}; a pair from frame t is needed (e.g. bwd_1)")
+        for part in parts:
+            data = getattr(r, part)
+            if data is None:
+                continue
+            if pair not in data.flows or dst not in data.offsets:
+                raise RecipeError(f"{key}: {pair} needs {part}.flows to list it and {part}.offsets to hold {dst} "
+                                  f"(now flows {data.flows}, offsets {data.offsets})")
+    if r.adapt and r.adapt.consistent_mix and (r.model.accel is None or r.adapt.mix == "none"):
+        raise RecipeError("adapt.consistent_mix: needs model.accel and a mix (adapt.mix other than none: it mixes "
+                          "the second frame with the same mask)")
+
+
+def model_checks(r: Recipe) -> None:
+    """HRDA's detail box fits inside every crop and evaluation window (the schema checked the model's name)."""
+    if r.model.hrda is None:
+        return
+    detail = r.model.hrda.detail_crop
+    for key, size in (("source.crop", r.source.crop), ("target.crop", r.target and r.target.crop),
+                      ("eval.window", r.eval.window)):
+        if size and (detail[0] > size[0] or detail[1] > size[1]):
+            raise RecipeError(f"model.hrda.detail_crop: {list(detail)} does not fit inside {key} {list(size)}")
+
+
+STORE_DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bddvid")  # what flowprep writes
+SPLITS = ("train", "val", "test")
+
+
+def _check_store_name(key: str, reader) -> None:
+    """A store named like flowprep's documented `{dataset}_{split}.zarr` must hold that dataset and split."""
+    stem = reader.root.name.removesuffix(".zarr")
+    for dataset in STORE_DATASETS:
+        if stem == dataset or stem.startswith(dataset + "_"):
+            split = stem[len(dataset) + 1:]
+            held = (reader.attrs["dataset"], reader.attrs["split"])
+            if held[0] != dataset or (split in SPLITS and held[1] != split):
+                raise RecipeError(f"{key}: {reader.root} is named for {dataset}{' ' + split if split in SPLITS else ''}"
+                                  f" but holds {held[0]} {held[1]} (a store copied under another name?)")
+            return
+
+
+def check_paths(recipe: Recipe, weights: bool = True) -> None:
+    """Every store opens as a flowprep store and (with `weights`, for training) every weight file exists and the
+    training crops fit their stores' frames; errors name the key."""
+    from flowprep.errors import StoreError
+    from flowprep.store import StoreReader
+
+    stores = [("source.store", recipe.source.store), ("eval.store", recipe.eval.store)]
+    if recipe.target:
+        stores.append(("target.store", recipe.target.store))
+    readers = {}
+    for key, store in stores:
+        try:
+            readers[key.split(".")[0]] = StoreReader(store)
+        except StoreError as e:
+            raise RecipeError(f"{key}: {e}") from None
+    for key, store in stores:  # a store of another dataset copied under the recipe's store name trains silently
+        _check_store_name(key, readers[key.split(".")[0]])
+    needs = {part: (getattr(recipe, part).offsets, getattr(recipe, part).flows) for part in ("source", "target")
+             if getattr(recipe, part) is not None}
+    if recipe.model.accel:  # dual-frame evaluation
+        from flowprep.store import pair_offsets
+
+        needs["eval"] = ([0, pair_offsets(recipe.model.accel.pair)[1]], [recipe.model.accel.pair])
+    for part in ("source", "target") if weights else ():  # training crops come from the resized frames, never
+        data = getattr(recipe, part)  # shrunk to fit
+        if data is not None:
+            h, w = readers[part].resolution
+            rh, rw = round(h * data.scale), round(w * data.scale)
+            if data.crop[0] > rh or data.crop[1] > rw:
+                raise RecipeError(f"{part}.crop: {list(data.crop)} does not fit the {rh}x{rw} frames of "
+                                  f"{readers[part].root} ({h}x{w} resized by {part}.scale {data.scale:g})")
+    for part, (offsets, flows) in needs.items():
+        reader = readers[part]
+        missing = [o for o in offsets if o not in reader.frame_offsets]
+        if missing:
+            raise RecipeError(f"{part}.store: {reader.root} has no frames at offsets {missing} "
+                              f"(it holds {list(reader.frame_offsets)})")
+        missing = [f for f in flows if f not in reader.flow_pairs]
+        if missing:
+            raise RecipeError(f"{part}.store: {reader.root} has no flow {', '.join(missing)} "
+                              f"(compute it: flowprep flow {reader.root} --pairs ...)")
+    for key in ("pretrained", "init") if weights else ():
+        path = getattr(recipe.model, key)
+        if path and not Path(path).is_file():
+            raise RecipeError(f"model.{key}: {path}: file not found")

@@ -1,0 +1,149 @@
+"""Reading a recipe: find the file, resolve its `base:` parents, apply `--set` overrides, build and check.
+
+A recipe file may start from others: `base: NAME` or `base: [NAME, NAME, ...]`, merged in
+order (each mapping key by key over the previous, lists and scalars replaced), then this
+file's own keys over them. A name is a file beside this one (`other.yaml`), a shipped
+recipe (`dlv2-hrda-viper-cs`) or a shipped piece (`shift/viper-cs`, `arch/dlv2`,
+`method/mic`: the files under `vdatrain/recipes/pieces/`, which state one shift, one
+architecture or one method part each and are not recipes on their own). The shipped
+paper recipes are composed so: each file states only what is its own.
+
+`name` is never inherited: a recipe is called what its file says, else its file's stem.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from vdatrain.recipe.checks import model_checks, video_checks
+from vdatrain.recipe.schema import Recipe, RecipeError, build
+
+SHIPPED = Path(__file__).resolve().parent.parent / "recipes"
+PIECES = SHIPPED / "pieces"
+PIECE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)?")  # folder/name, nothing that climbs out
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """Recipes that come with the package, by name (file stem); pieces are not recipes."""
+    return {p.stem: p for p in sorted(SHIPPED.glob("*.yaml"))}
+
+
+def shipped_pieces() -> dict[str, Path]:
+    """The shipped pieces recipes compose, by name (`shift/viper-cs`)."""
+    return {str(p.relative_to(PIECES).with_suffix("")): p for p in sorted(PIECES.rglob("*.yaml"))}
+
+
+def find_recipe(name_or_path) -> Path:
+    """A recipe file, or the shipped recipe of that name (`vdatrain recipes` lists them)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise RecipeError(f"{path}: recipe not found (not a file, nor one of the shipped recipes: "
+                      f"see `vdatrain recipes`)")
+
+
+def _find_base(name: str, beside: Path) -> Path:
+    """A `base:` entry of the file `beside`: a file next to it, a shipped recipe, or a shipped piece."""
+    for candidate in (beside.parent / name, beside.parent / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    if name in shipped_recipes():
+        return shipped_recipes()[name]
+    if PIECE_NAME.fullmatch(name) and (PIECES / f"{name}.yaml").is_file():
+        return PIECES / f"{name}.yaml"
+    raise RecipeError(f"base: {name!r} is not a file beside {beside.name}, a shipped recipe or a shipped piece "
+                      f"(pieces: {', '.join(shipped_pieces())})")
+
+
+def merge(base: dict, update: dict) -> dict:
+    """`update` over `base`: mappings merge key by key, anything else (lists, null) replaces."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping of sections")
+    return data
+
+
+def read_recipe_data(path, seen: tuple = ()) -> dict:
+    """The YAML mapping of a recipe file with its `base` parents merged in (their names dropped)."""
+    path = Path(path) if seen else find_recipe(path)
+    if path.resolve() in seen:
+        raise RecipeError(f"{path}: base: recipes include each other")
+    data = _read_yaml(path)
+    parents = data.pop("base", [])
+    parents = [parents] if isinstance(parents, str) else parents
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise RecipeError(f"{path}: base: expected a recipe or piece name, or a list of them, got {parents!r}")
+    merged: dict = {}
+    for parent in parents:
+        try:
+            inherited = read_recipe_data(_find_base(parent, path), (*seen, path.resolve()))
+        except RecipeError as e:
+            raise RecipeError(f"{path}: {e}" if str(e).startswith("base:") else f"{path}: base: {e}") from None
+        inherited.pop("name", None)  # a recipe is named by its own file
+        merged = merge(merged, inherited)
+    return merge(merged, data)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """'train.iters=100' -> data["train"]["iters"] = 100 (the value parsed as YAML)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: write key=value (e.g. train.iters=100)")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"--set {key.strip()}: {raw!r} is not a YAML value ({str(e).splitlines()[0]})") from None
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {key}: {p} is not a section")
+    node[leaf] = value
+
+
+def merged_recipe_data(path, overrides: list[str] = ()) -> dict:
+    """What `load_recipe` validates: the file with its parents, its name, and the overrides applied."""
+    path = find_recipe(path)
+    data = read_recipe_data(path)
+    data.setdefault("name", path.stem)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return data
+
+
+def load_recipe(path, overrides: list[str] = ()) -> Recipe:
+    """Read (with its parents), override, validate; store paths come back joined to `data_root`."""
+    path = find_recipe(path)
+    data = merged_recipe_data(path, overrides)
+    try:
+        recipe = build(Recipe, data, "")
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    for spec in (recipe.source, recipe.target, recipe.eval):
+        if spec is not None:
+            spec.store = str(Path(recipe.data_root) / spec.store)
+    if recipe.adapt is not None and recipe.target is None:
+        raise RecipeError(f"{path}: adapt: needs a target section (the unlabelled target data)")
+    try:
+        model_checks(recipe)
+        video_checks(recipe)
+    except RecipeError as e:
+        raise RecipeError(f"{path}: {e}") from None
+    return recipe
