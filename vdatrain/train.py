@@ -5,12 +5,11 @@ rate; take this process's share of the iteration's batch (prepared by DataLoader
 workers); the method's losses, one group per forward pass (forwards under optional
 bf16 autocast), each group's sum back-propagated before the next forward so only
 one graph is alive at a time (DDP averages gradients across processes); optional
-gradient clipping; optimiser
-step; the step of every optimiser the method's parts declare (the video
-discriminator's), each on its own loss and schedule; the method's post-step update
-(e.g. the EMA teacher); log, checkpoint and evaluate when due. The loop names no
-part: what a part needs from it (optimisers, target labels, a source sampler, state
-to checkpoint) the method declares (`vdatrain.methods`).
+gradient clipping; optimiser step; the step of every optimiser the method's parts
+declare (the video discriminator's), each on its own loss and schedule; the
+method's post-step update (e.g. the EMA teacher); log, checkpoint and evaluate when
+due. The loop names no part: what a part needs from it (optimisers, target labels, a
+source sampler, state to checkpoint) the method declares (`vdatrain.methods`).
 
 Exact resumption: the batch of iteration i is a pure function of (seed, i, process)
 (`vdatrain.data.batches`), torch's generators are re-seeded from (seed, i, process)
@@ -20,8 +19,9 @@ sampler's state). A run killed at any point and started again continues with the
 losses of an uninterrupted one. Checkpoints are written to a temporary file and
 renamed, by the main process only.
 
-Run directory: `checkpoint.pt` (layout: `vdatrain.checkpoint`) (and `iter_N.pt` for the last `train.keep_checkpoints`), `log.jsonl` (one JSON object per logged
-iteration), `tb/` (TensorBoard scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
+Run directory: `checkpoint.pt` (layout: `vdatrain.checkpoint`; and `iter_N.pt` for the last
+`train.keep_checkpoints`), `log.jsonl` (one JSON object per logged iteration), `tb/` (TensorBoard
+scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
 """
 
 from __future__ import annotations
