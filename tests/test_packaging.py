@@ -17,14 +17,15 @@ def test_the_wheel_carries_every_manifest_and_recipe_and_loads_them_installed(tm
     names = set(zipfile.ZipFile(wheel).namelist())
     for manifest in (ROOT / "manifests").glob("*.yaml"):
         assert f"flowprep/manifests/{manifest.name}" in names
-    for recipe in (ROOT / "vdatrain/recipes").glob("*.yaml"):
-        assert f"vdatrain/recipes/{recipe.name}" in names
+    for recipe in (ROOT / "vdatrain/recipes").rglob("*.yaml"):  # the recipes and the pieces they compose
+        assert f"vdatrain/recipes/{recipe.relative_to(ROOT / 'vdatrain/recipes').as_posix()}" in names
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                               str(tmp_path / "site"), str(wheel)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
     code = ("import flowprep, vdatrain.recipe as r; from flowprep.manifest import load_manifest, manifest_dir; "
             "print(flowprep.__file__); print(manifest_dir()); print(load_manifest('cityscapes-seq').name); "
-            "print(r.find_recipe('dlv2-hrda-mic-viper-cs'))")
+            "print(r.find_recipe('dlv2-hrda-mic-viper-cs')); "
+            "assert r.load_recipe('dlv2-hrda-mic-viper-bdd').model.hrda.detail_crop == (360, 360)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stderr[-2000:]
