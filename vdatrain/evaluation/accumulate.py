@@ -13,7 +13,7 @@ import torch
 
 from flowprep.progress import Progress
 from flowprep.store import StoreReader, flow_part
-from vdatrain.evaluation.predict import frame_prediction
+from vdatrain.evaluation.predict import frame_prediction, stored_pair
 from vdatrain.evaluation.write import save_pictures, save_refinement_picture
 from vdatrain.metrics.miou import confusion
 from vdatrain.metrics.temporal import TemporalMeter
@@ -92,9 +92,7 @@ def evaluate(model: torch.nn.Module, store, window, stride, num_classes: int = 1
             if pred_k is None:
                 local_skips.append((n, f"{sample}/{pair}"))
                 continue
-            flow = torch.from_numpy(np.array(reader.flow(i, pair))).permute(2, 0, 1)[None]
-            valid = torch.from_numpy(np.array(reader.flow_valid(i, pair)))[None]
-            warped, ok = warp(pred_k[None, None], flow, valid, mode="nearest")
+            warped, ok = warp(pred_k[None, None], *stored_pair(reader, i, pair, "cpu"), mode="nearest")
             temporal[pair].add(pred, warped[0, 0], ok[0], label)
     if dist is not None and dist.world > 1:
         conf = dist.sum(conf)

@@ -74,5 +74,9 @@ class Segmenter(nn.Module):
 
     def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
         if window is not None:
-            return slide_logits(lambda crop: self.predict(crop), x, self.num_classes, window, stride)
+            return slide_logits(self.predict_whole, x, self.num_classes, window, stride)
+        return self.predict_whole(x)
+
+    def predict_whole(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the whole input in one prediction (HRDA overrides it with its fused inference)."""
         return self.forward(x).logits

@@ -110,9 +110,7 @@ class HRDA(Segmenter):
         fused = self.fuse_train(s_context, attention, s_detail, box, x.shape[-2:])
         return SegOutput(logits=fused, features=ctx_feats, feature_input=small, detail=s_detail, box=box)
 
-    def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
-        if window is not None:
-            return slide_logits(lambda crop: self.predict(crop), x, self.num_classes, window, stride)
+    def predict_whole(self, x: torch.Tensor) -> torch.Tensor:
         s_context, attention, _, _ = self.context(x)
         size = x.shape[-2:]
         batch = 1 if self._batch_statistics() else self.window_batch
