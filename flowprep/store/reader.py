@@ -112,6 +112,12 @@ class StoreReader:
         self._check_pair(pair)
         return L.decode_flow(self._read(L.flow_path(pair), L.flow_part(pair), index, (), window))
 
+    def flow_fixed(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
+        """(h, w, 2) int16 flow of `pair` as stored: fixed point, 1/32 px (`layout.FLOW_SCALE`); a read-only view
+        when mapped. For readers that decode where they compute (the training loader: on the device)."""
+        self._check_pair(pair)
+        return self._read(L.flow_path(pair), L.flow_part(pair), index, (), window)
+
     def flow_valid(self, index: int, pair: str, window: Window | None = None) -> np.ndarray:
         """(h, w) bool validity of `pair`'s flow."""
         self._check_pair(pair)

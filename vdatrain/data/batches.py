@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from vdatrain.data.samples import StoreSamples, normalise_batch
+from vdatrain.data.crops import crop_part
+from vdatrain.data.samples import StoreSamples
 from vdatrain.distributed import Dist
 
 # (iteration, global batch size) -> items: an index, or (index, rare class); picklable
@@ -32,12 +33,6 @@ def batch_indices(seed: int, it: int, batch: int, n: int, stream: int = 0) -> li
         perm = np.random.default_rng([seed, stream, epoch]).permutation(n)
         out.append(int(perm[pos]))
     return out
-
-
-def collate(items: list[dict]) -> dict:
-    """Stack tensors along a new batch dimension; other fields become lists."""
-    return {k: torch.stack([it[k] for it in items]) if isinstance(items[0][k], torch.Tensor) else [it[k] for it in items]
-            for k in items[0]}
 
 
 class IterationBatches(torch.utils.data.Dataset):
@@ -64,8 +59,8 @@ class IterationBatches(torch.utils.data.Dataset):
         return 2 ** 62  # indexed by iteration; the sampler says which
 
     def __getitem__(self, it: int) -> dict:
-        return {name: collate([data.draw(*item, epoch=it) if isinstance(item, tuple) else data.draw(item, epoch=it)
-                              for item in self.dist.shard(self.choose(name, it))])
+        return {name: data.batch([data.draw(*item, epoch=it) if isinstance(item, tuple) else data.draw(item, epoch=it)
+                                  for item in self.dist.shard(self.choose(name, it))])
                 for name, data in self.streams.items()}
 
 
@@ -78,14 +73,8 @@ def loader(batches: IterationBatches, start: int, stop: int, workers: int, conte
                                        pin_memory=torch.cuda.is_available())
 
 
-def to_model(batch, device: torch.device):
-    """A loader batch on `device`, as the model takes it: tensors moved (non-blocking), and each stream's
-    "image" (B, F, h, w, 3) uint8 normalised there to (B, F, 3, h, w) float32."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        out = {k: to_model(v, device) for k, v in batch.items()}
-        if isinstance(out.get("image"), torch.Tensor) and out["image"].dtype == torch.uint8:
-            out["image"] = normalise_batch(out["image"])
-        return out
-    return batch
+def to_model(batch: dict, device: torch.device) -> dict:
+    """A loader batch on `device`, as the model takes it: each stream's native windows moved (non-blocking from
+    pinned memory) and cropped there (`crops.crop_part`: frames (B, F, 3, h, w) float32 normalised, flows
+    (B, 2, h, w) float32 pixels, masks and labels of the crop)."""
+    return {name: crop_part(part, device) for name, part in batch.items()}

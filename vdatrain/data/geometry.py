@@ -93,16 +93,27 @@ def random_box(rng: np.random.Generator, native: tuple[int, int], scale: float, 
 
 def class_ratio_ok(label: np.ndarray, max_ratio: float = 0.75, ignore: int = 255) -> bool:
     """No single class covers more than `max_ratio` of the crop's labelled pixels (and more than one class is present)."""
-    counts = np.bincount(label[label != ignore].ravel(), minlength=1)
+    if label.dtype == np.uint8:  # the loader's labels: OpenCV's histogram is ~20x faster than np.bincount here
+        counts = cv2.calcHist([np.ascontiguousarray(label)], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    else:
+        counts = np.bincount(label.ravel(), minlength=ignore + 1)
+    counts = np.delete(counts, ignore)
     counts = counts[counts > 0]
     return len(counts) > 1 and counts.max() / counts.sum() < max_ratio
 
 
-def margin_mask(native: tuple[int, int], reference=(1024, 2048), top=30, bottom=240, left=30, right=30) -> np.ndarray:
-    """(H, W) float32 1/0 pseudo-label margin mask defined at `reference` resolution (the reference's
-    Cityscapes margins: 30 px top, 240 bottom, 30 left and right at 2048x1024), scaled to `native`."""
+def margin_bounds(native: tuple[int, int], reference=(1024, 2048), top=30, bottom=240, left=30,
+                  right=30) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) native pixels the pseudo-label margins keep: the reference's Cityscapes margins (30 px
+    top, 240 bottom, 30 left and right at 2048x1024) scaled to `native` (H, W)."""
     h, w = native
     sy, sx = h / reference[0], w / reference[1]
-    mask = np.zeros((h, w), np.float32)
-    mask[round(top * sy):h - round(bottom * sy), round(left * sx):w - round(right * sx)] = 1
+    return round(top * sy), h - round(bottom * sy), round(left * sx), w - round(right * sx)
+
+
+def margin_mask(native: tuple[int, int], **margins) -> np.ndarray:
+    """(H, W) float32 1/0: `margin_bounds` as a mask."""
+    y0, y1, x0, x1 = margin_bounds(native, **margins)
+    mask = np.zeros(native, np.float32)
+    mask[y0:y1, x0:x1] = 1
     return mask

@@ -3,19 +3,24 @@
 Deterministic: the crop of sample k in epoch e depends only on (seed, e, k), so a
 resumed run and any number of DataLoader workers see the same data. Workers
 receive a reader that pickles as its store path and maps chunk files themselves
-(safe with fork and spawn). Store views are read-only; every array returned here
-is a fresh copy.
+(safe with fork and spawn).
+
+The loader does no resampling: `draw` picks a crop (searching it on the label when the
+recipe asks), and `batch` copies each sample's native window once, straight from the
+memory-mapped store into the batch, in its stored form (frames uint8, flows int16 fixed
+point). `vdatrain.data.crops.crop_part` resizes, crops, flips and normalises on the device.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from flowprep.store import StoreReader, flow_part
-from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_mask, random_box
+from vdatrain.data.geometry import CropBox, Window, class_ratio_ok, margin_bounds, random_box
 
 IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RGB, 0..255
 IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
@@ -53,14 +58,40 @@ def normalise_batch(images: torch.Tensor) -> torch.Tensor:
     return ((images.float() - mean) / std).movedim(-1, -3).contiguous()
 
 
-class StoreSamples(torch.utils.data.Dataset):
-    """Item k -> dict:
-    - "image": (F, h, w, 3) uint8 RGB, frames in `offsets` order (`normalise_batch` on the device makes the
-      model's input)
-    - "label": (h, w) int64 trainIds, 255 = ignore (if `labels`)
-    - "flow/<pair>": (2, h, w) float32 pixels (u, v) in crop coordinates; "valid/<pair>": (h, w) bool
-    - "margin": (h, w) float32 1/0 (if `margins`)
-    - "index", "id", "box": the store sample and the crop (scale, y0, x0, h, w, flip)
+@dataclass(frozen=True)
+class Draw:
+    """One sample's crop: the native window the loader copies and the box the device samples it with."""
+    index: int  # store sample
+    box: CropBox
+    window: Window  # native pixels (y0, y1, x0, x1) the box's sampling touches
+    label: np.ndarray | None  # (h, w) uint8 crop of the label (when labels are used)
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A batch buffer; in a DataLoader worker it lives in shared memory, so handing it over copies nothing."""
+    t = torch.empty(shape, dtype=dtype)
+    return t.share_memory_() if torch.utils.data.get_worker_info() is not None else t
+
+
+def _place(slot: np.ndarray, data: np.ndarray) -> None:
+    """Copy a store window into the top-left of its batch slot (the one copy) and zero the rest: the padding is
+    never sampled, but equal draws must give equal batches."""
+    h, w = data.shape[:2]
+    slot[:h, :w] = data
+    slot[h:] = 0
+    slot[:h, w:] = 0
+
+
+class StoreSamples:
+    """The training samples of one store, as `spec` crops them.
+
+    `draw(k, epoch=e)` -> the `Draw` of item k in epoch e; `batch(draws)` -> the loader's batch:
+    - "image": (B, F, Hw, Ww, 3) uint8 RGB native windows, frames in `offsets` order
+    - "flow/<pair>": (B, Hw, Ww, 2) int16 stored fixed point (1/32 px); "valid/<pair>": (B, Hw, Ww) bool
+    - "label": (B, h, w) uint8 trainIds of the crop, 255 = ignore (if `labels`)
+    - "margin_box": the native rectangle the pseudo-label margins keep, per sample (if `margins`)
+    - "index", "id", "box" (scale, y0, x0, h, w, flip), "window" (y0, y1, x0, x1): per sample
+    Windows sit at the top-left of (Hw, Ww), the largest window a crop can need; the rest is zero.
     """
 
     def __init__(self, spec: SampleSpec):
@@ -75,7 +106,7 @@ class StoreSamples(torch.utils.data.Dataset):
         self.indices = np.flatnonzero(usable).tolist()
         # what training leaves out, with the reason: logged by `vdatrain fit`, never dropped silently
         self.skipped = {self.reader.sample_ids[i]: str(why[i]) for i in np.flatnonzero(~usable)}
-        self._margin = margin_mask(self.reader.resolution) if spec.margins else None
+        self._margin = margin_bounds(self.reader.resolution) if spec.margins else None
 
     def class_counts(self) -> np.ndarray:
         """(len(self), C) int64 pixel counts per class of each item's label (native resolution)."""
@@ -83,6 +114,13 @@ class StoreSamples(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(Hw, Ww): the largest native window a crop of this spec touches (`CropBox.native_window`)."""
+        (h, w), s = self.reader.resolution, self.spec.scale
+        crop = (min(self.spec.crop[0], round(h * s)), min(self.spec.crop[1], round(w * s)))
+        return min(h, math.ceil((crop[0] - 1) / s) + 5), min(w, math.ceil((crop[1] - 1) / s) + 5)
 
     def box(self, k: int, epoch: int, rare_class: int | None = None) -> tuple[CropBox, np.ndarray | None]:
         """The crop of item k in `epoch`, and its label when a search read it.
@@ -118,27 +156,37 @@ class StoreSamples(torch.utils.data.Dataset):
             box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         return box, None
 
-    def __getitem__(self, k: int) -> dict:
-        return self.draw(k, epoch=0)  # as a plain Dataset: the crops of epoch 0 (training draws by iteration)
-
-    def draw(self, k: int, rare_class: int | None = None, *, epoch: int) -> dict:
-        """Item k with the crop of `epoch` (the training loop passes the iteration)."""
+    def draw(self, k: int, rare_class: int | None = None, *, epoch: int) -> Draw:
+        """The crop of item k in `epoch` (the training loop passes the iteration), with its label crop."""
         s, r, i = self.spec, self.reader, self.indices[k]
         box, label = self.box(k, epoch, rare_class)
         window = box.native_window(*r.resolution)
-        out = {
-            "image": torch.from_numpy(np.stack([box.sample(r.frame(i, o, window), window) for o in s.offsets])),
-            "index": i, "id": r.sample_ids[i],
-            "box": (box.scale, box.y0, box.x0, box.h, box.w, box.flip),
-        }
-        if s.labels:
-            if label is None:
-                label = box.sample(r.label(i, 0, window), window, nearest=True)
-            out["label"] = torch.from_numpy(label.astype(np.int64))
+        if s.labels and label is None:
+            label = box.sample(r.label(i, 0, window), window, nearest=True)
+        return Draw(i, box, window, label if s.labels else None)
+
+    def batch(self, draws: list[Draw]) -> dict:
+        """The loader batch of `draws` (see the class): each window copied once, from the store into the batch."""
+        s, r = self.spec, self.reader
+        n, (hw, ww), (h, w) = len(draws), self.window_shape, (draws[0].box.h, draws[0].box.w)
+        out = {"image": _empty((n, len(s.offsets), hw, ww, 3), torch.uint8)}
         for pair in s.flows:
-            out[f"flow/{pair}"] = torch.from_numpy(box.flow(r.flow(i, pair, window), window).transpose(2, 0, 1).copy())
-            out[f"valid/{pair}"] = torch.from_numpy(box.sample(r.flow_valid(i, pair, window), window, nearest=True))
+            out[f"flow/{pair}"] = _empty((n, hw, ww, 2), torch.int16)
+            out[f"valid/{pair}"] = _empty((n, hw, ww), torch.bool)
+        if s.labels:
+            out["label"] = _empty((n, h, w), torch.uint8)
+        for b, d in enumerate(draws):
+            copies = [(out["image"].numpy()[b, f], r.frame(d.index, o, d.window)) for f, o in enumerate(s.offsets)]
+            for pair in s.flows:
+                copies += [(out[f"flow/{pair}"].numpy()[b], r.flow_fixed(d.index, pair, d.window)),
+                           (out[f"valid/{pair}"].numpy()[b], r.flow_valid(d.index, pair, d.window))]
+            for slot, window_data in copies:
+                _place(slot, window_data)
+            if s.labels:
+                out["label"][b] = torch.from_numpy(d.label)
+        out |= {"index": [d.index for d in draws], "id": [r.sample_ids[d.index] for d in draws],
+                "box": [(d.box.scale, d.box.y0, d.box.x0, d.box.h, d.box.w, d.box.flip) for d in draws],
+                "window": [d.window for d in draws]}
         if self._margin is not None:
-            y0, y1, x0, x1 = window
-            out["margin"] = torch.from_numpy(box.sample(self._margin[y0:y1, x0:x1], window, nearest=True))
+            out["margin_box"] = [self._margin] * n
         return out

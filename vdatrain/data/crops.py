@@ -1,0 +1,118 @@
+"""Crops made on the device: a loader batch of native store windows -> the model's crops.
+
+The loader copies each sample's native window (frames uint8, flows int16 fixed point, validity bool)
+once into a batch and hands over its `CropBox`; this module resizes, crops and flips those windows
+where the model runs, so the CPU does no resampling and no float work, and 4-8x fewer bytes cross the
+worker queue and the PCIe bus.
+
+Geometry is OpenCV's, as the CPU path (`CropBox.sample`) computed it: the same affine map, source
+coordinates quantised the way `cv2.warpAffine` quantises them (1/32 px for bilinear, rounded to the
+nearest pixel for nearest), the frame's edge replicated. So nearest-sampled arrays (validity, margins)
+are bit-identical to the CPU path, and bilinear ones differ only in arithmetic: frames by at most one
+grey level (OpenCV rounds its 8-bit result, we keep the float), flows by float rounding (~1e-6 px).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from flowprep.store import layout as L
+from vdatrain.data.samples import normalise_batch
+
+AB_BITS = 10  # cv2.warpAffine's fixed-point coordinate precision (bits)
+INTER_BITS = 5  # bilinear sub-pixel positions: 1/32 px
+
+
+def _fixed(n: int, start: int, scale: float, offset: int, *, combined: bool, device) -> torch.Tensor:
+    """(n,) int64: source coordinates of output pixels start..start+n-1, in 1/1024 px, as cv2.warpAffine forms
+    them. The map is x_src = (x + 0.5) / scale - 0.5 - offset (pixel centres aligned, window coordinates);
+    OpenCV rounds m0 * x and m2 separately along x, and m1 * y + m2 as one sum along y (`combined`)."""
+    m0, m2 = 1 / scale, (start + 0.5) / scale - 0.5 - offset
+    x = torch.arange(n, dtype=torch.float64, device=device)
+    if combined:
+        return torch.round((m0 * x + m2) * (1 << AB_BITS)).long()
+    return torch.round(m0 * x * (1 << AB_BITS)).long() + int(np.rint(m2 * (1 << AB_BITS)))
+
+
+def linear_taps(n: int, start: int, scale: float, offset: int, size: int, *, flip: bool = False,
+                combined: bool = False, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Bilinear taps of `n` output pixels along one axis of a `size`-pixel window: (i0, i1, weight of i1),
+    indices clamped to the window (its edge replicated), reversed when flipped."""
+    q = (_fixed(n, start, scale, offset, combined=combined, device=device)
+         + (1 << (AB_BITS - INTER_BITS - 1))) >> (AB_BITS - INTER_BITS)
+    i0 = q >> INTER_BITS
+    frac = (q & ((1 << INTER_BITS) - 1)).float() / (1 << INTER_BITS)
+    taps = (i0.clamp(0, size - 1), (i0 + 1).clamp(0, size - 1), frac)
+    return tuple(t.flip(0) for t in taps) if flip else taps
+
+
+def nearest_taps(n: int, start: int, scale: float, offset: int, size: int, *, flip: bool = False,
+                 combined: bool = False, device=None) -> torch.Tensor:
+    """(n,) nearest window pixel of each output pixel along one axis, as cv2.INTER_NEAREST picks it."""
+    i = ((_fixed(n, start, scale, offset, combined=combined, device=device) + (1 << (AB_BITS - 1))) >> AB_BITS)
+    i = i.clamp(0, size - 1)
+    return i.flip(0) if flip else i
+
+
+def _linear(window: torch.Tensor, ty, tx, dim: int) -> torch.Tensor:
+    """Bilinear resampling of `window`'s axes (dim, dim + 1) with taps (i0, i1, w1) per axis, in float32; a
+    whole-pixel shift (`ty`/`tx` given as (start, stop, flip)) is a slice."""
+    if len(ty) == 3 and isinstance(ty[0], int):
+        (y0, y1, _), (x0, x1, flip) = ty, tx
+        out = window.narrow(dim, y0, y1 - y0).narrow(dim + 1, x0, x1 - x0).float()
+        return out.flip(dim + 1) if flip else out
+    rows = [window.index_select(dim, i).float() for i in ty[:2]]
+    w = ty[2].view(-1, *(1,) * (window.dim() - dim - 1))
+    out = torch.lerp(rows[0], rows[1], w)
+    cols = [out.index_select(dim + 1, i) for i in tx[:2]]
+    return torch.lerp(cols[0], cols[1], tx[2].view(-1, *(1,) * (window.dim() - dim - 2)))
+
+
+def crop_part(part: dict, device: torch.device) -> dict:
+    """One stream of a loader batch (see `StoreSamples.batch`), moved to `device` and cropped there:
+
+    - "image": (B, F, Hw, Ww, 3) uint8 windows -> (B, F, 3, h, w) float32, resampled then normalised
+    - "flow/<pair>": (B, Hw, Ww, 2) int16 (1/32 px) -> (B, 2, h, w) float32 pixels of the crop (scaled by the
+      box's scale, u negated when flipped)
+    - "valid/<pair>": (B, Hw, Ww) bool -> (B, h, w) bool
+    - "label": (B, h, w) uint8 crops (made on the CPU, where the crop search reads them) -> int64
+    - "margin": built from "margin_box" (the native rectangle kept by the margins) -> (B, h, w) float32 1/0
+    Lists ("index", "id", "box", "window") pass through.
+    """
+    moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in part.items()}
+    out = {k: v for k, v in moved.items() if not (k == "image" or k.startswith(("flow/", "valid/")))}
+    out.pop("margin_box", None)
+    if "label" in out:
+        out["label"] = out["label"].long()
+    images, flows, valids, margins = [], {}, {}, []
+    for b, (box, window) in enumerate(zip(part["box"], part["window"])):
+        scale, y0, x0, h, w, flip = box
+        wy0, wy1, wx0, wx1 = window
+        along = dict(device=device)
+        if scale == 1:  # whole-pixel crops (targets at native size): slices, the values themselves
+            ty, tx = (y0 - wy0, y0 - wy0 + h, False), (x0 - wx0, x0 - wx0 + w, flip)
+        else:
+            ty = linear_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, **along)
+            tx = linear_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, **along)
+        images.append(_linear(moved["image"][b], ty, tx, dim=1))  # (F, h, w, 3)
+        for key in (k for k in moved if k.startswith("flow/")):
+            flow = _linear(moved[key][b], ty, tx, dim=0) * np.float32(scale / L.FLOW_SCALE)  # (h, w, 2) px
+            if flip:
+                flow[..., 0] *= -1
+            flows.setdefault(key, []).append(flow.permute(2, 0, 1))
+        if any(k.startswith("valid/") for k in moved) or "margin_box" in part:
+            ny = nearest_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, **along)
+            nx = nearest_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, **along)
+        for key in (k for k in moved if k.startswith("valid/")):
+            valids.setdefault(key, []).append(moved[key][b].index_select(0, ny).index_select(1, nx))
+        if "margin_box" in part:
+            my0, my1, mx0, mx1 = part["margin_box"][b]
+            inside_y = ((ny + wy0) >= my0) & ((ny + wy0) < my1)
+            inside_x = ((nx + wx0) >= mx0) & ((nx + wx0) < mx1)
+            margins.append((inside_y[:, None] & inside_x[None, :]).float())
+    out["image"] = normalise_batch(torch.stack(images))
+    out |= {k: torch.stack(v) for k, v in flows.items()} | {k: torch.stack(v) for k, v in valids.items()}
+    if margins:
+        out["margin"] = torch.stack(margins)
+    return out
