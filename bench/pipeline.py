@@ -180,7 +180,7 @@ def main():
           f"({jpeg / pipeline:.1f}x)")
     print(f"goal pipeline within 3x of the memmap read: {'met' if pipeline / floor <= 3 else 'NOT met'} "
           f"({pipeline / floor:.1f}x)")
-    print("\n| DataLoader workers | samples/s (uint8 delivery) | samples/s (+ CPU normalisation, before) |")
+    print("\n| DataLoader workers | samples/s (pipeline) | samples/s (before: CPU crops) |")
     print("|---:|---:|---:|")
     for workers in (int(w) for w in a.workers.split(",")):
         rates = []

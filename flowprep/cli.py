@@ -38,11 +38,15 @@ def cli():
 @cli.command()
 @click.argument("store", type=click.Path(file_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON description instead of text.")
-def inspect(store, as_json):
-    """Describe STORE: arrays, shapes, dtypes, sizes on disk, complete samples, attributes."""
+@click.option("--project", type=click.IntRange(1), default=None, metavar="N",
+              help="Also print the store's size for N samples at its measured bytes per sample (e.g. 13367 for "
+                   "VIPER train).")
+def inspect(store, as_json, project):
+    """Describe STORE: arrays, shapes, dtypes, codecs, sizes on disk and per sample, complete samples,
+    attributes."""
     from flowprep.store.inspect import describe_store, format_description
 
-    d = describe_store(store)
+    d = describe_store(store, project)
     click.echo(json.dumps(d, indent=2) if as_json else format_description(d))
 
 
@@ -79,6 +83,13 @@ def _offsets(ctx, param, value: str | None):
     return offsets
 
 
+def _with_flow_codec(plan, codec: str):
+    """The plan, its store recording `codec` for the flows it will hold."""
+    from dataclasses import replace
+
+    return plan if plan.spec is None else replace(plan, spec=replace(plan.spec, flow_codec=codec))
+
+
 @cli.command()
 @click.argument("dataset", type=click.Choice(["viper", "synthia-seq", "cityscapes-seq"]))
 @click.option("--root", required=True, type=click.Path(file_okay=False, exists=True, path_type=str),
@@ -92,8 +103,12 @@ def _offsets(ctx, param, value: str | None):
               help="Frames to store relative to the labelled frame t, e.g. -2,-1,0 (default: the manifest's).")
 @click.option("--split-file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Only these samples; lines like aachen/aachen_000000_000019, 001/001_00010 or 000123.")
+@click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
+              help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
+                   "about half the bytes, ~2 ms per 1024x1024 crop to decode). Labels and validity masks are always "
+                   "zstd; frames always raw.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
-def ingest(dataset, root, split, out, offsets, split_file, workers):
+def ingest(dataset, root, split, out, offsets, split_file, flow_codec, workers):
     """Turn a raw VIPER, Synthia-Seq or Cityscapes-Seq layout into a store.
 
     One sample per labelled frame t: the frames at the offsets, the label of t
@@ -108,7 +123,7 @@ def ingest(dataset, root, split, out, offsets, split_file, workers):
     from flowprep.manifest import load_manifest
 
     offsets = offsets or list(load_manifest(dataset).default_offsets)
-    plan = plan_frames(dataset, root, split, offsets, split_file)
+    plan = _with_flow_codec(plan_frames(dataset, root, split, offsets, split_file), flow_codec)
     result = run_plan(plan, out, stage=f"ingest {dataset}", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
@@ -148,9 +163,13 @@ def _search(ctx, param, value: str):
                    "(1 - this) x the window's median (waived under 4 grey levels, a car standing still).")
 @click.option("--from-splits", default="train", show_default=True,
               help="BDD10k label splits to take ids from (comma-separated; the paper used train only).")
+@click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
+              help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
+                   "about half the bytes, ~2 ms per 1024x1024 crop to decode). Labels and validity masks are always "
+                   "zstd; frames always raw.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
 def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, min_contrast, from_splits,
-                 workers):
+                 flow_codec, workers):
     """Build BDDVid: match each labelled BDD10k image to a frame of its BDD100K video.
 
     Seeks to the search window instead of decoding from the start, checks
@@ -167,8 +186,8 @@ def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_e
     from flowprep.ingest.runner import format_summary, run_plan
 
     splits = tuple(s.strip() for s in from_splits.split(",") if s.strip())
-    plan = plan_bddvid(bdd10k, bdd100k, split, offsets, split_file=split_file, search=search, max_error=max_error,
-                       min_contrast=min_contrast, from_splits=splits)
+    plan = _with_flow_codec(plan_bddvid(bdd10k, bdd100k, split, offsets, split_file=split_file, search=search,
+                                        max_error=max_error, min_contrast=min_contrast, from_splits=splits), flow_codec)
     result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
@@ -210,8 +229,11 @@ def _tile(ctx, param, value):
               help="Pairs per engine call (their tiles are batched together).")
 @click.option("--no-consistency", is_flag=True,
               help="Skip the reverse flow and the forward-backward occlusion check (half the compute).")
+@click.option("--codec", type=click.Choice(["raw", "blosc-lz4"]), default=None,
+              help="Codec of the flow arrays this run creates (default: the store's, chosen at ingest with "
+                   "--flow-codec); pairs that exist keep theirs.")
 def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precision, tile, overlap, batch,
-         no_consistency):
+         no_consistency, codec):
     """Compute optical flow between the frames of every sample of STORE, with validity masks.
 
     Written into the store as flows/<pair> (1/32 px fixed point) and
@@ -227,7 +249,7 @@ def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precis
         i, n, where = shard_from_environment(os.environ)
         click.echo(f"shard {i}/{n} ({where})", err=True)
     summary = run_flow(store, spec, parse_pairs(pairs) if pairs else None, shard=parse_shard(shard), gpus=gpus,
-                       workers=workers, batch=batch, consistency=not no_consistency, progress=True)
+                       workers=workers, batch=batch, consistency=not no_consistency, progress=True, codec=codec)
     click.echo(f"{store}: pairs {', '.join(summary['pairs'])}; {summary['items']} flows computed now "
                f"(shard {summary['shard'][0]}/{summary['shard'][1]})")
 

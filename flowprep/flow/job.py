@@ -151,7 +151,8 @@ def _ego_row(dataset: str) -> float | None:
 
 
 def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None = None, *, shard=(0, 1), gpus: int = 0,
-             workers: int = 1, batch: int = 1, consistency: bool = True, progress: bool = True) -> dict:
+             workers: int = 1, batch: int = 1, consistency: bool = True, progress: bool = True,
+             codec: str | None = None) -> dict:
     reader = StoreReader(store)
     pairs = pairs or default_pairs(reader.frame_offsets)
     ego_row = _ego_row(reader.attrs["dataset"])
@@ -170,7 +171,8 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
                               overlap=spec.overlap)
     names = [add_flow(store, a, b, provenance={"stage": f"flow {pair_name(a, b)}", "command": shlex.join(sys.argv),
                                                "engine": spec.model, "weights": "random" if spec.random_weights else spec.ckpt,
-                                               "precision": spec.precision, "consistency": consistency})
+                                               "precision": spec.precision, "consistency": consistency},
+                          codec=codec)
              for a, b in pairs]
     reader = StoreReader(store)
     writer = StoreWriter(store)

@@ -2,8 +2,11 @@
 
 An uncompressed chunk file holds exactly the C-order bytes of one frame (or
 label, or flow), so a window ``[y0:y1, x0:x1]`` is a strided view of an
-`np.memmap`; the kernel pages in only the rows it touches. Compressed stores
-(archival) are read through zarr-python instead, transparently.
+`np.memmap`; the kernel pages in only the rows it touches. A chunk compressed
+with one zstd or blosc frame (labels and validity masks by default, flows with
+`--flow-codec blosc-lz4`) is decoded whole by numcodecs and kept in a small
+cache, because a crop search reads the same label several times. Any other
+codec chain is read through zarr-python, transparently.
 
 Process safety: a pickled reader carries only its path. Maps are opened lazily
 in the process that uses them and dropped after a fork, so DataLoader workers
@@ -34,6 +37,8 @@ class StoreReader:
     reads it (one read and crc32c of the whole chunk, then memory-mapped as usual); a flipped byte is a
     StoreError naming the file, never training data."""
 
+    DECODED_BYTES = 64 << 20  # cache of decoded chunks per process (a 1920x1080 label is 2 MB)
+
     def __init__(self, path, *, max_open: int = 256, verify: bool = False):
         self.root = Path(path)
         self.max_open = max_open
@@ -57,6 +62,7 @@ class StoreReader:
         self._pid = os.getpid()
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._zarr_arrays: dict = {}
+        self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
         self._verified: set[str] = set()  # chunk keys checked against their records in this process
 
     # -- store facts ---------------------------------------------------------------------------
@@ -162,9 +168,12 @@ class StoreReader:
         coords = leading + (0,) * (len(meta.shape) - len(leading))
         if self.verify:
             self._verify_chunk(part, index, meta.chunk_key(coords))
-        if not meta.mappable:
+        if meta.decodable:
+            chunk = self._decode(meta, coords)
+        elif not meta.mappable:
             return self._zarr_array(path)[(index, *inner, *spatial)]
-        chunk = self._map(meta, coords)
+        else:
+            chunk = self._map(meta, coords)
         return chunk[(0,) * len(leading) + spatial]
 
     def _verify_chunk(self, part: str, index: int, key: str) -> None:
@@ -210,6 +219,35 @@ class StoreReader:
         if len(self._maps) > self.max_open:
             self._maps.popitem(last=False)
         return m
+
+    def _decode(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
+        if self._pid != os.getpid():
+            self._reset_process_state()
+        key = meta.chunk_key(coords)
+        chunk = self._decoded.get(key)
+        if chunk is not None:
+            self._decoded.move_to_end(key)
+            return chunk
+        file = self.root / key
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+        from numcodecs import Blosc, Zstd
+
+        try:
+            raw = (Zstd() if meta.codecs[1] == "zstd" else Blosc()).decode(data)
+        except Exception as e:  # noqa: BLE001 - the codec libraries raise assorted types for a damaged frame
+            raise StoreError(f"{file}: cannot be decoded as {meta.codecs[1]} ({e}; run `flowprep verify "
+                             f"{self.root}`)") from None
+        if len(raw) != meta.chunk_nbytes:
+            raise StoreError(f"{file}: decodes to {len(raw)} bytes, expected {meta.chunk_nbytes} "
+                             f"(truncated or foreign; run `flowprep verify {self.root}`)")
+        chunk = np.frombuffer(raw, dtype=meta.dtype).reshape(meta.chunks)  # read-only, like a map
+        self._decoded[key] = chunk
+        while sum(c.nbytes for c in self._decoded.values()) > self.DECODED_BYTES and len(self._decoded) > 1:
+            self._decoded.popitem(last=False)
+        return chunk
 
     def _zarr_array(self, path: str):
         if self._pid != os.getpid():

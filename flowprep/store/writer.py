@@ -45,7 +45,8 @@ class StoreSpec:
     sample_ids: list[str]
     frame_offsets: list[int] = field(default_factory=lambda: [0])
     label_offsets: list[int] = field(default_factory=lambda: [0])
-    compress: bool = False
+    compress: bool = False  # archival: every array zstd, frames included (no longer memory-mappable)
+    flow_codec: str | None = None  # the flows' codec (`layout.CODEC_NAMES`); None: the default (raw)
     # name -> {"dtype": str, "shape": per-sample shape, "dims": names, "fill": value, "doc": meaning}
     extras: dict = field(default_factory=dict)
 
@@ -59,8 +60,16 @@ class StoreSpec:
             raise StoreError(f"sample id {dup!r} appears more than once")
         if not set(self.label_offsets) <= set(self.frame_offsets):
             raise StoreError(f"label offsets {self.label_offsets} must be among frame offsets {self.frame_offsets}")
+        if self.flow_codec is not None and self.flow_codec not in L.CODEC_NAMES:
+            raise StoreError(f"flow codec {self.flow_codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
         if len(self.classes) >= L.IGNORE_LABEL:
             raise StoreError(f"at most {L.IGNORE_LABEL - 1} classes fit a uint8 label with 255 = ignore")
+
+    @property
+    def codecs(self) -> dict[str, str]:
+        """The codec of each kind of array (recorded in the store: `add_flow` follows it for flows)."""
+        codecs = dict(L.ARCHIVAL_CODECS if self.compress else L.DEFAULT_CODECS)
+        return codecs | ({"flows": self.flow_codec} if self.flow_codec else {})
 
     def layout_attrs(self) -> dict:
         """The attributes that must match when a store is opened again for writing."""
@@ -92,15 +101,20 @@ def _store_lock(root: Path):
         os.close(fd)
 
 
-def _compressors(compress: bool):
-    if not compress:
+def _compressors(codec: str, dtype) -> list | None:
+    """zarr codecs for one of `layout.CODEC_NAMES`."""
+    if codec == "raw":
         return None
-    from zarr.codecs import ZstdCodec
+    from zarr.codecs import BloscCodec, ZstdCodec
 
-    return [ZstdCodec(level=3)]
+    if codec == "zstd":
+        return [ZstdCodec(level=3)]
+    if codec == "blosc-lz4":  # byte shuffle groups the high bytes of int16 flows: 2x for ~2 ms per crop
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=np.dtype(dtype).itemsize)]
+    raise StoreError(f"codec {codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
 
 
-def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, compress=False, attributes=None, per_frame=False):
+def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, codec="raw", attributes=None, per_frame=False):
     """Create `path` in `group`, or check that an existing one has the same shape and dtype.
 
     Chunks are one sample thick and whole along every other axis, except with
@@ -127,7 +141,7 @@ def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, compress=
         chunks=(1, 1, *shape[2:]) if per_frame else (1, *shape[1:]),
         dtype=dtype,
         fill_value=fill_value,
-        compressors=_compressors(compress) if compress else None,
+        compressors=_compressors(codec, dtype),
         filters=None,
         dimension_names=dims,
         attributes=attributes or {},
@@ -203,22 +217,23 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
         else:
             if any(root.iterdir()):
                 raise StoreError(f"{root}: directory exists, is not empty, and is not a store")
-            attrs = {**spec.layout_attrs(), "compressed": bool(spec.compress), "flows": {}, "provenance": []}
+            attrs = {**spec.layout_attrs(), "compressed": bool(spec.compress), "codecs": spec.codecs, "flows": {}, "provenance": []}
             # "w-", not "w": zarr's "w" deletes and recreates the directory, which
             # would swap the inode our lock is held on and let a waiting process in.
             group = zarr.open_group(root, mode="w-", zarr_format=3, attributes={L.ATTRS_KEY: attrs})
 
         n, h, w = len(spec.sample_ids), spec.height, spec.width
+        codecs = L.store_codecs(attrs)
         _ensure_array(group, L.FRAMES, shape=(n, len(spec.frame_offsets), h, w, 3), dtype="uint8", fill_value=0,
-                      dims=("sample", "frame", "y", "x", "rgb"), compress=spec.compress, per_frame=True)
+                      dims=("sample", "frame", "y", "x", "rgb"), codec=codecs["frames"], per_frame=True)
         _ensure_array(group, L.LABELS, shape=(n, len(spec.label_offsets), h, w), dtype="uint8",
-                      fill_value=L.IGNORE_LABEL, dims=("sample", "label_frame", "y", "x"), compress=spec.compress,
+                      fill_value=L.IGNORE_LABEL, dims=("sample", "label_frame", "y", "x"), codec=codecs["labels"],
                       per_frame=True)
         _ensure_array(group, L.CLASS_COUNTS, shape=(n, len(spec.classes)), dtype="int64", fill_value=0,
                       dims=("sample", "class"))
         for name, extra in sorted(spec.extras.items()):
             _ensure_array(group, L.extra_path(name), shape=(n, *extra["shape"]), dtype=extra["dtype"],
-                          fill_value=extra["fill"], dims=("sample", *extra["dims"]), compress=spec.compress,
+                          fill_value=extra["fill"], dims=("sample", *extra["dims"]), codec=codecs["frames"],
                           attributes={"doc": extra.get("doc", "")})
         _ensure_checksums(group, L.BASE_PART, n, root, spec.layout_attrs())
         _ensure_coordinates(group, spec)
@@ -233,8 +248,12 @@ def create_store(path, spec: StoreSpec, *, provenance: dict | None = None) -> Pa
     return root
 
 
-def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None = None) -> str:
+def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None = None,
+             codec: str | None = None) -> str:
     """Declare the flow pair `src_offset -> dst_offset` (stored at `src_offset`); return its name.
+
+    `codec`: the flow array's codec when this call creates it (None: the store's recorded choice); the
+    validity mask takes the store's. An existing pair keeps the codecs it was created with.
 
     Idempotent and safe from several processes. Arrays are created before the
     pair is recorded in the attributes, so an interrupted call is completed by
@@ -249,16 +268,18 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
                 raise StoreError(f"{root}: frame offset {o} is not stored (store has {offsets})")
         name = L.pair_name(src_offset, dst_offset)
         n, (h, w) = len(attrs["sample_ids"]), attrs["resolution"]
-        compress = attrs.get("compressed", False)
+        codecs = L.store_codecs(attrs)
+        if codec is not None and codec not in L.CODEC_NAMES:
+            raise StoreError(f"flow codec {codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
         group = _open_group(root, mode="r+")
         # "scale_factor" is CF's name (xarray decodes pixels with it); "scale" is ours, kept for older readers
         _ensure_array(group, L.flow_path(name), shape=(n, h, w, 2), dtype="int16", fill_value=0,
-                      dims=("sample", "y", "x", "uv"), compress=compress,
+                      dims=("sample", "y", "x", "uv"), codec=codec or codecs["flows"],
                       attributes={"units": "px", "scale": 1 / L.FLOW_SCALE, "scale_factor": 1 / L.FLOW_SCALE,
                                   "from_offset": src_offset, "to_offset": dst_offset,
                                   "long_name": f"optical flow, frame {src_offset:+d} -> {dst_offset:+d}"})
         _ensure_array(group, L.valid_path(name), shape=(n, h, w), dtype="bool", fill_value=False,
-                      dims=("sample", "y", "x"), compress=compress)
+                      dims=("sample", "y", "x"), codec=codecs["flow_valid"])
         _ensure_checksums(group, L.flow_part(name), n, root, attrs)
         if name not in attrs["flows"]:
             k = dst_offset - src_offset

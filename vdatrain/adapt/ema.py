@@ -14,6 +14,8 @@ import copy
 import torch
 import torch.nn as nn
 
+from vdatrain.models.batch_groups import batch_groups
+
 
 def ema_alpha(it: int, alpha: float) -> float:
     """The averaging weight at iteration `it` (the first update is it = 1)."""
@@ -39,11 +41,16 @@ class EMATeacher:
         torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1 - a)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, pair=None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, pair=None, group: int | None = None) -> torch.Tensor:
         """The teacher's whole-crop logits for (B, 3, H, W) (`predict` of the model contract): training-mode
-        normalisation, no dropout or drop-path. `pair`: a two-frame (ACCEL) teacher's other frame (FramePair)."""
+        normalisation, no dropout or drop-path. `pair`: a two-frame (ACCEL) teacher's other frame (FramePair).
+
+        BatchNorm normalises each `group` consecutive images (default: all B) with their own statistics, so
+        stacked batches (frame t and its partner t+k) and stacked detail windows give what separate forwards
+        gave (`models.batch_groups`)."""
         self.model.train()
         for m in self.model.modules():
             if _is_stochastic(m):
                 m.training = False
-        return self.model.predict(x, pair=pair)
+        with batch_groups(self.model, group or len(x)):
+            return self.model.predict(x, pair=pair)

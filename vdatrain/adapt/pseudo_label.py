@@ -12,16 +12,26 @@ import torch
 import torch.nn.functional as F
 
 
+def class_probs(logits: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """(B, C, h, w) logits -> (B, C, H, W) float32 softmax, upsampled bilinearly to `size` (the crop) first."""
+    logits = logits.float()
+    if size is not None and logits.shape[-2:] != tuple(size):
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    return torch.softmax(logits, dim=1)
+
+
+def confidence_weight(confidence: torch.Tensor, threshold: float = 0.968,
+                      margin: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, W) top-class probability -> (B, H, W) weight: the batch's confident share, times `margin` (1/0)."""
+    weight = (confidence >= threshold).float().mean() * torch.ones_like(confidence)
+    return weight if margin is None else weight * margin
+
+
 def pseudo_label(logits: torch.Tensor, threshold: float = 0.968, size: tuple[int, int] | None = None,
                  margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, h, w) logits -> label (B, H, W) int64 and weight (B, H, W) float32.
 
-    Logits are upsampled bilinearly to `size` (the crop) first; `margin` is (B, H, W) 1/0.
+    Logits are upsampled bilinearly to `size` (the crop) first, in float32; `margin` is (B, H, W) 1/0.
     """
-    if size is not None and logits.shape[-2:] != tuple(size):
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-    confidence, label = torch.softmax(logits.float(), dim=1).max(dim=1)
-    weight = (confidence >= threshold).float().mean() * torch.ones_like(confidence)
-    if margin is not None:
-        weight = weight * margin
-    return label, weight
+    confidence, label = class_probs(logits, size).max(dim=1)
+    return label, confidence_weight(confidence, threshold, margin)

@@ -29,7 +29,7 @@ from vdatrain.adapt.ema import EMATeacher
 from vdatrain.adapt.feature_distance import FeatureDistance
 from vdatrain.adapt.mic import block_mask
 from vdatrain.adapt.mix import MIXES, mix
-from vdatrain.adapt.pseudo_label import pseudo_label
+from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
 from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.adapt.refine import IGNORE, needs_truth, refine
 from vdatrain.adapt.video_discriminator import VideoAdversary
@@ -89,14 +89,15 @@ class SelfTraining:
             terms["fd"] = self.fd.loss(out.features, out.feature_input, ys)
         yield terms
 
-        with amp():
-            teacher_logits = self.teacher.predict(xt, tgt_pair)
-        pl, pw = pseudo_label(teacher_logits, a.pseudo_threshold, xt.shape[-2:], tgt.get("margin"))
+        refining = a.refine is not None and it >= a.refine.start_iter
+        teacher_logits, logits_k = self.teacher_logits(xt, tgt, tgt_pair, refining, amp)
+        conf_t, pl = class_probs(teacher_logits, xt.shape[-2:]).max(1)  # upsampled and softmaxed once
+        pw = confidence_weight(conf_t, a.pseudo_threshold, tgt.get("margin"))
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
         self.stats = {"pseudo_weight": pw.max().detach()}
 
-        if a.refine is None or it >= a.refine.start_iter:
-            y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(teacher_logits, pw, tgt, amp)
+        if a.refine is None or refining:
+            y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(conf_t, pl, pw, logits_k, tgt)
             yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_pair, tgt_pair, amp)}
 
         if a.mic is not None:
@@ -113,21 +114,31 @@ class SelfTraining:
             self.adversary.judge(judged_source, (logits_t, logits_k))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
-    def refined_label(self, teacher_logits: torch.Tensor, pw: torch.Tensor, tgt: dict, amp) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher's pseudo-label of t and its weight `pw` (B, H, W) refined with its prediction of t+k warped
-        to t: the label of frame t+k and its own weight (confident share x margins) travel through the flow."""
+    def teacher_logits(self, xt: torch.Tensor, tgt: dict, tgt_pair: FramePair | None, refining: bool,
+                       amp) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The teacher's logits of frame t and, when refinement runs, of its partner t+k (single-frame, also for
+        ACCEL: t+2k is not loaded). A single-frame teacher predicts both in one forward, each frame normalised
+        with its own batch statistics (`batch_groups`), as two forwards would."""
+        if not refining:
+            with amp():
+                return self.teacher.predict(xt, tgt_pair), None
+        other = self.partner(tgt, "target", self.adapt.refine.pair).other
+        with amp():
+            if tgt_pair is None:
+                both = self.teacher.predict(torch.cat([xt, other]), group=len(xt))
+                return both[:len(xt)], both[len(xt):]
+            return self.teacher.predict(xt, tgt_pair), self.teacher.predict(other)
+
+    def refined_label(self, conf_t: torch.Tensor, label_t: torch.Tensor, pw: torch.Tensor, logits_k: torch.Tensor,
+                      tgt: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's pseudo-label of t (its confidence `conf_t` and label `label_t`, (B, H, W)) and weight
+        `pw` refined with its prediction of t+k (`logits_k`) warped to t: the label of frame t+k and its own
+        weight (confident share x margins) travel through the flow."""
         r = self.adapt.refine
         partner = self.partner(tgt, "target", r.pair)
-        with amp():
-            logits_k = self.teacher.predict(partner.other)  # single-frame, also for ACCEL (t+2k is not loaded)
-        size = partner.flow.shape[-2:]
-        _, pw_k = pseudo_label(logits_k, self.adapt.pseudo_threshold, size, tgt.get("margin"))
-
-        def probs(logits: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) class probabilities at the crop
-            return F.softmax(F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False), 1)
-
-        warped, ok = warp(torch.cat([probs(logits_k), pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
-        conf_t, label_t = probs(teacher_logits).max(1)
+        probs_k = class_probs(logits_k, partner.flow.shape[-2:])
+        pw_k = confidence_weight(probs_k.max(1)[0], self.adapt.pseudo_threshold, tgt.get("margin"))
+        warped, ok = warp(torch.cat([probs_k, pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
         conf_k, label_k = warped[:, :-1].max(1)
         label, weight = refine(r.strategy, label_t, conf_t, pw, label_k, conf_k, warped[:, -1], ok, r.invalid,
                                r.weight, tgt.get("label"))

@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vdatrain.models.batch_groups import batch_dependent
 from vdatrain.models.contract import Box, FramePair, SegOutput, Segmenter
 from vdatrain.models.sliding import slide_logits
 
@@ -65,11 +66,6 @@ class HRDA(Segmenter):
         self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
         self.box_grid = box_grid
         self.window_batch = 9  # detail windows per forward in inference (a 1024 crop's 3 x 3 at 512 / 256)
-
-    def _batch_statistics(self) -> bool:
-        """Whether a BatchNorm normalises with the batch's statistics (training mode, as the EMA teacher predicts):
-        then windows are predicted one by one, each normalised on its own, as the reference did."""
-        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.modules())
 
     def _last(self, feats):
         return feats[-1] if isinstance(feats, (list, tuple)) else feats
@@ -113,6 +109,8 @@ class HRDA(Segmenter):
     def predict_whole(self, x: torch.Tensor) -> torch.Tensor:
         s_context, attention, _, _ = self.context(x)
         size = x.shape[-2:]
-        batch = 1 if self._batch_statistics() else self.window_batch
+        # windows stack along the batch unless a BatchNorm would then mix their statistics (the EMA teacher
+        # predicts in training mode inside `batch_groups`, which keeps each window's own)
+        batch = 1 if batch_dependent(self) else self.window_batch
         s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride, batch)
         return _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)

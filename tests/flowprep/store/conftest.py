@@ -30,15 +30,15 @@ def sample_data(n=5, h=24, w=40, seed=0):
     return frames, labels, flow, valid
 
 
-def spec_for(n, h, w, compress=False):
+def spec_for(n, h, w, compress=False, flow_codec=None):
     return StoreSpec(dataset="synthetic", split="train", classes=CLASSES, height=h, width=w,
                      sample_ids=[f"seq{i:03d}_{10 * i:05d}" for i in range(n)],
-                     frame_offsets=[-2, -1, 0], label_offsets=[0], compress=compress)
+                     frame_offsets=[-2, -1, 0], label_offsets=[0], compress=compress, flow_codec=flow_codec)
 
 
-def write_store(path, n=5, h=24, w=40, compress=False, samples=None):
+def write_store(path, n=5, h=24, w=40, compress=False, samples=None, flow_codec=None):
     frames, labels, flow, valid = sample_data(n, h, w)
-    create_store(path, spec_for(n, h, w, compress), provenance={"stage": "test", "command": "pytest"})
+    create_store(path, spec_for(n, h, w, compress, flow_codec), provenance={"stage": "test", "command": "pytest"})
     pair = add_flow(path, 0, -1)
     writer = StoreWriter(path)
     for i in range(n) if samples is None else samples:
@@ -57,3 +57,8 @@ def store(tmp_path):
 @pytest.fixture
 def compressed_store(tmp_path):
     return write_store(tmp_path / "z.zarr", compress=True)
+
+
+@pytest.fixture
+def blosc_store(tmp_path):
+    return write_store(tmp_path / "b.zarr", flow_codec="blosc-lz4")

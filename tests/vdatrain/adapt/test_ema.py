@@ -39,3 +39,17 @@ def test_the_teacher_predicts_without_dropout_but_with_batch_statistics():
     out = teacher.predict(x)
     expected = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + 1e-5)
     torch.testing.assert_close(out, expected)  # train-mode BN, dropout off: deterministic
+
+
+def test_stacked_batches_are_normalised_each_on_its_own():
+    """Frame t and its partner t+k in one forward give what two forwards gave: each batch its own statistics."""
+    from vdatrain.models import build_model
+
+    torch.manual_seed(0)
+    teacher = EMATeacher(build_model("deeplabv2_check", 5, hrda=None))
+    a, b = torch.randn(2, 3, 48, 64), torch.randn(2, 3, 48, 64) * 3 + 1
+    separate = torch.cat([teacher.predict(a), teacher.predict(b)])
+    stacked = teacher.predict(torch.cat([a, b]), group=2)
+    torch.testing.assert_close(stacked, separate, atol=1e-5, rtol=1e-5)
+    assert (teacher.predict(torch.cat([a, b])) - separate).abs().max() > 1e-3  # one group: other statistics
+    assert not any(hasattr(m, "batch_group") for m in teacher.model.modules())  # nothing left patched

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-from vdatrain.adapt.pseudo_label import pseudo_label
+from vdatrain.adapt.pseudo_label import class_probs, pseudo_label
 from vdatrain.methods.self_training import SelfTraining
 from vdatrain.models import SegOutput
 from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
@@ -90,7 +90,11 @@ def _refine(strategy, flow_u, invalid="ignore", margin=None):
     if margin is not None:
         tgt["margin"] = margin
     with torch.no_grad():
-        label, weight = st.refined_label(st.teacher.predict(t), torch.full((1, H, W), 0.25), tgt, nullcontext)
+        logits_t, logits_k = st.teacher_logits(t, tgt, None, True, nullcontext)  # t and t-1 in one forward
+        torch.testing.assert_close(logits_t, st.teacher.predict(t))  # as two forwards gave them
+        torch.testing.assert_close(logits_k, st.teacher.predict(previous))
+        conf_t, label_t = class_probs(logits_t, (H, W)).max(1)
+        label, weight = st.refined_label(conf_t, label_t, torch.full((1, H, W), 0.25), logits_k, tgt)
         _, weight_k = pseudo_label(st.teacher.predict(previous), st.adapt.pseudo_threshold, (H, W), margin)
     _refine.weights = weight, weight_k
     return label, st.stats["refine_kept"]

@@ -51,27 +51,30 @@ def test_batched_windows_give_the_sequential_result():
                                        atol=1e-5, rtol=1e-5)
 
 
-def test_hrda_batches_detail_windows_only_without_batch_statistics():
-    """The EMA teacher predicts with BatchNorm in training mode (each forward normalised on its own batch):
-    there windows stay one per forward, so pseudo-labels are those of the reference."""
+def test_hrda_batches_detail_windows_unless_that_would_mix_batch_statistics():
+    """The EMA teacher predicts with BatchNorm in training mode (each forward normalised on its own batch): there
+    windows stack only inside `batch_groups`, which keeps each window's statistics; then the result is the
+    sequential one, window by window."""
     import torch
 
-    from vdatrain.models.sliding import slide_logits
     from vdatrain.models import build_model
+    from vdatrain.models.batch_groups import batch_groups
     from vdatrain.recipe import HRDASpec
 
     torch.manual_seed(0)
     model = build_model("deeplabv2_check", 5, hrda=HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16)))
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(2, 3, 64, 64)
     calls = []
     detail = model.detail
     model.detail = lambda w: (calls.append(w.shape[0]), detail(w))[1]
     with torch.no_grad():
-        model.train().predict(x)
-        assert calls == [1] * 9  # 3 x 3 windows, one per forward
+        sequential = model.train().predict(x)
+        assert calls == [2] * 9  # 3 x 3 windows, one per forward
+        calls.clear()
+        with batch_groups(model, len(x)):
+            stacked = model.predict(x)
+        assert calls == [18]  # all nine in one forward, each window's two images normalised together
+        torch.testing.assert_close(stacked, sequential, atol=1e-5, rtol=1e-5)
         calls.clear()
         model.eval().predict(x)
-        assert calls == [9]
-        sequential = slide_logits(detail, x, 5, (32, 32), (16, 16), batch=1)
-        torch.testing.assert_close(slide_logits(detail, x, 5, (32, 32), (16, 16), batch=9), sequential,
-                                   atol=1e-5, rtol=1e-5)
+        assert calls == [18]
