@@ -14,6 +14,7 @@ def block_mask(batch: int, size: tuple[int, int], block: int, mask_ratio: float,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """(B, 1, H, W) float32: 1 where the image is kept, 0 in masked blocks."""
     h, w = size
-    cells = torch.rand((batch, 1, math.ceil(h / block), math.ceil(w / block)), generator=generator) > mask_ratio
-    keep = cells.float().repeat_interleave(block, 2).repeat_interleave(block, 3)[:, :, :h, :w]
-    return keep.to(device)
+    # drawn on `device` with its generator (the loop seeds it per iteration): no host mask copied every step
+    cells = torch.rand((batch, 1, math.ceil(h / block), math.ceil(w / block)), generator=generator,
+                       device=device) > mask_ratio
+    return cells.float().repeat_interleave(block, 2).repeat_interleave(block, 3)[:, :, :h, :w]

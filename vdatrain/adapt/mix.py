@@ -6,15 +6,13 @@ source), or None for no mixing (the target alone). Registered in `MIXES`; `mix` 
 "classmix" (ClassMix): paste the pixels of half the source classes onto the target.
 
 Classes are drawn from the union of the batch's source labels (ignore excluded),
-ceil(n / 2) of them, independently for each image; the mask of image i marks
+ceil(n / 2) of them, independently for each image, on the device; the mask of image i marks
 where its source label holds a drawn class. Mixed image and label take the source
 inside the mask and the target (its pseudo-label) outside; the mixed weight is 1
 inside (ground truth) and the pseudo-label weight outside.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -32,15 +30,20 @@ def no_mix(source_labels: torch.Tensor, generator: torch.Generator | None = None
 
 @MIXES.register("classmix")
 def class_masks(source_labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, H, W) int64 source labels -> (B, H, W) float32 masks (1 = take the source)."""
-    classes = torch.unique(source_labels)
-    classes = classes[classes != IGNORE]
-    masks = []
-    for label in source_labels:
-        order = torch.randperm(len(classes), generator=generator).to(classes.device)
-        chosen = classes[order[:math.ceil(len(classes) / 2)]]
-        masks.append(torch.isin(label, chosen).float())
-    return torch.stack(masks)
+    """(B, H, W) int64 source labels -> (B, H, W) float32 masks (1 = take the source).
+
+    On the labels' device, without reading anything back: each image gives every class a uniform random key
+    (from the device's generator, which the loop seeds per iteration), absent classes and ignore the largest,
+    and takes the ceil(n / 2) present classes with the smallest keys: a uniform draw of half the classes.
+    """
+    flat = source_labels.flatten(1)
+    present = torch.zeros(IGNORE + 1, dtype=torch.bool, device=flat.device)
+    present[flat.flatten()] = True
+    present[IGNORE] = False
+    keys = torch.rand((len(flat), IGNORE + 1), generator=generator, device=flat.device).masked_fill(~present, 2.0)
+    rank = keys.argsort(1).argsort(1)  # each class's place in the image's random order
+    chosen = rank < (present.sum() + 1) // 2
+    return torch.gather(chosen, 1, flat).view_as(source_labels).float()
 
 
 def mix(mask: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

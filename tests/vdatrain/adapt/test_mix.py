@@ -31,3 +31,16 @@ def test_mixed_label_and_weight():
     assert mix(mask, torch.ones_like(pw), pw).tolist() == [[[1.0, 0.4000000059604645]]]
     xs, xt = torch.ones(1, 3, 1, 2), torch.zeros(1, 3, 1, 2)
     assert mix(mask, xs, xt)[0, :, 0].tolist() == [[1.0, 0.0]] * 3
+
+
+def test_every_half_of_the_classes_is_equally_likely():
+    """The device-side draw (random keys, the ceil(n/2) smallest of the present classes) is uniform over subsets."""
+    labels = torch.tensor([[[0, 3, 7, 12]]])  # 4 classes: C(4, 2) = 6 possible halves
+    torch.manual_seed(2)
+    counts = {}
+    for _ in range(1200):
+        m = class_masks(labels)[0, 0]
+        chosen = tuple(labels[0, 0][m.bool()].tolist())
+        assert len(chosen) == 2
+        counts[chosen] = counts.get(chosen, 0) + 1
+    assert len(counts) == 6 and all(150 < c < 250 for c in counts.values())
