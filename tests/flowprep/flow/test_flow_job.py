@@ -181,3 +181,35 @@ def test_shard_auto_refuses_an_array_task_outside_its_range():
     """An array with a step (--array=0-10:2) numbers tasks that do not map onto 0..count-1: say so."""
     with pytest.raises(FlowprepError, match="SLURM array task 9 is not within 0..3"):
         parse_shard("auto", {"SLURM_ARRAY_TASK_ID": "9", "SLURM_ARRAY_TASK_COUNT": "4"})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_writing_on_a_thread_while_the_engine_runs_gives_the_same_store(cs_store, tmp_path, workers):
+    """The GPU path's overlap (validity, encoding and the write on a thread, the next batch already computing),
+    exercised here with DIS: every flow and mask equals the sequential job's, and every item is written."""
+    import shutil
+
+    from flowprep.flow.job import EngineSpec, run_flow
+
+    stores = {}
+    for overlap in (False, True):
+        stores[overlap] = dst = tmp_path / f"overlap{overlap}.zarr"
+        shutil.copytree(cs_store, dst)
+        run_flow(str(dst), EngineSpec("dis"), [(0, -1)], workers=workers, batch=2, progress=False, overlap=overlap)
+    a, b = StoreReader(stores[False]), StoreReader(stores[True])
+    assert b.complete("flow_bwd_1").all()
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a.flow_fixed(i, "bwd_1"), b.flow_fixed(i, "bwd_1"))
+        np.testing.assert_array_equal(a.flow_valid(i, "bwd_1"), b.flow_valid(i, "bwd_1"))
+
+
+def test_a_write_that_fails_on_the_thread_fails_the_job(fresh_store, monkeypatch):
+    from flowprep.flow.job import EngineSpec, run_flow
+    from flowprep.store import StoreWriter
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StoreWriter, "write_flow", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        run_flow(str(fresh_store), EngineSpec("dis"), [(0, -1)], workers=1, progress=False, overlap=True)
