@@ -11,6 +11,8 @@
 #    fp32 and bf16, 20 iterations: s/it, peak GB, one full-size evaluation image, the 40k schedule's hours
 #    (500 val images); ImageNet weights from --weights DIR (resnet101_v1c.pth, mit_b5.pth) or random.
 # 4. The DeepLabV2 check again through `torchrun --nproc-per-node 1` (the DDP code path).
+# 5. The EMA teacher at the paper's geometry: stacked vs separate forwards (bench/teacher.py), and the
+#    loader's crops made on the GPU (bench/pipeline.py --device cuda).
 #
 # --cpu-smoke: the same steps on the CPU at tiny sizes (tiny replicas, the narrow check networks at crop 64,
 # FlowFormer at 76x112, 1 iteration), so the script cannot rot before a GPU is lent (tests/bench).
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --ckpt) CKPT=$2; shift 2 ;;
         --weights) WEIGHTS=$2; shift 2 ;;
         --cpu-smoke) SMOKE=1; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "gpu_acceptance.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -90,6 +92,22 @@ log "vdatrain check dlv2-hrda-mic-viper-cs under torchrun --nproc-per-node 1"
 # shellcheck disable=SC2046
 $PY -m torch.distributed.run --nproc-per-node 1 -m vdatrain check dlv2-hrda-mic-viper-cs "${CHECK[@]}" \
     $(weights resnet101_v1c.pth) --json "$OUT/check-torchrun.json" >"$OUT/check-torchrun.log" 2>&1 || true
+
+log "teacher: stacked vs separate forwards; crops on the device"
+{
+    echo
+    echo "## EMA teacher: detail windows and partner frame stacked vs separate forwards"
+    echo
+    if [ $SMOKE = 1 ]; then $PY bench/teacher.py --geometry demo --iters 1; else $PY bench/teacher.py --geometry paper; fi
+    echo
+    echo "## Data pipeline: loader CPU per sample, crops made on the device"
+    echo
+    if [ $SMOKE = 1 ]; then
+        $PY bench/pipeline.py --batches 1 --workers 0 --size 0.25 --workdir "$OUT/pipeline"
+    else
+        $PY bench/pipeline.py --batches 6 --workers 0,2 --workdir "$OUT/pipeline"
+    fi
+} >>"$REPORT" 2>"$OUT/teacher-pipeline.log" || echo "teacher/pipeline bench failed: see teacher-pipeline.log" >>"$REPORT"
 
 {
     echo
