@@ -105,7 +105,7 @@ def _with_flow_codec(plan, codec: str):
               help="Only these samples; lines like aachen/aachen_000000_000019, 001/001_00010 or 000123.")
 @click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
               help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
-                   "about half the bytes, ~2 ms per 1024x1024 crop to decode). Labels and validity masks are always "
+                   "0.43x the bytes, ~3 ms per decoded megapixel on one core). Labels and validity masks are always "
                    "zstd; frames always raw.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
 def ingest(dataset, root, split, out, offsets, split_file, flow_codec, workers):
@@ -165,7 +165,7 @@ def _search(ctx, param, value: str):
               help="BDD10k label splits to take ids from (comma-separated; the paper used train only).")
 @click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
               help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
-                   "about half the bytes, ~2 ms per 1024x1024 crop to decode). Labels and validity masks are always "
+                   "0.43x the bytes, ~3 ms per decoded megapixel on one core). Labels and validity masks are always "
                    "zstd; frames always raw.")
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
 def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, min_contrast, from_splits,

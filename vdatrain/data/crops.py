@@ -89,12 +89,11 @@ def crop_part(part: dict, device: torch.device) -> dict:
     for b, (box, window) in enumerate(zip(part["box"], part["window"])):
         scale, y0, x0, h, w, flip = box
         wy0, wy1, wx0, wx1 = window
-        along = dict(device=device)
         if scale == 1:  # whole-pixel crops (targets at native size): slices, the values themselves
             ty, tx = (y0 - wy0, y0 - wy0 + h, False), (x0 - wx0, x0 - wx0 + w, flip)
         else:
-            ty = linear_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, **along)
-            tx = linear_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, **along)
+            ty = linear_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, device=device)
+            tx = linear_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, device=device)
         images.append(_linear(moved["image"][b], ty, tx, dim=1))  # (F, h, w, 3)
         for key in (k for k in moved if k.startswith("flow/")):
             flow = _linear(moved[key][b], ty, tx, dim=0) * np.float32(scale / L.FLOW_SCALE)  # (h, w, 2) px
@@ -102,8 +101,8 @@ def crop_part(part: dict, device: torch.device) -> dict:
                 flow[..., 0] *= -1
             flows.setdefault(key, []).append(flow.permute(2, 0, 1))
         if any(k.startswith("valid/") for k in moved) or "margin_box" in part:
-            ny = nearest_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, **along)
-            nx = nearest_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, **along)
+            ny = nearest_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, device=device)
+            nx = nearest_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, device=device)
         for key in (k for k in moved if k.startswith("valid/")):
             valids.setdefault(key, []).append(moved[key][b].index_select(0, ny).index_select(1, nx))
         if "margin_box" in part:
