@@ -15,6 +15,11 @@ mean EPE change < 0.05 px. Without --ckpt the weights are random (throughput is
 the same; EPE changes are then not meaningful).
 
 --smoke runs the GPU section's code on the CPU at 76x112 (used by the tests).
+
+--job STORE (e.g. paper-data/stores/cityscapes-seq_train.zarr, 2048x1024): the whole `flowprep flow` job
+on a copy of STORE, one process, DIS (or FlowFormer with --gpu), the write in line and on a thread
+beside the engine: pairs/s and the share of wall time outside the engine (reading, validity, encoding,
+writing). Two pairs the store does not hold yet are computed (t+1 -> t and t-2 -> t-1), one per mode.
 """
 
 from __future__ import annotations
@@ -117,14 +122,59 @@ def gpu_section(device: str, seconds: float, ckpt: str | None, sizes, tile, batc
             print(f"| ours, {precision}, batch {batch} pairs | {r:.2f} | {r / base_rate:.1f} | {mem} | {change:.3f} | {err:.2f} |")
 
 
+def job_section(store: str, gpu: bool) -> None:
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from flowprep.flow import job
+
+    engine_seconds = []
+
+    def timed(make):
+        def make_timed(*a, **k):
+            engine = make(*a, **k)
+
+            def run(first, second):
+                start = time.perf_counter()
+                out = engine(first, second)
+                engine_seconds.append(time.perf_counter() - start)
+                return out
+            return run
+        return make_timed
+
+    job.make_engine = timed(job.make_engine)
+    print("\n| flow job, one process | pairs | pairs/s | share of wall time outside the engine |")
+    print("|---|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = Path(tmp) / "store.zarr"
+        shutil.copytree(store, dst)
+        for overlap, pair in ((False, (1, 0)), (True, (-2, -1))):
+            engine_seconds.clear()
+            spec = job.EngineSpec("flowformer" if gpu else "dis")
+            start = time.perf_counter()
+            out = job.run_flow(str(dst), spec, [pair], gpus=1 if gpu else 0, workers=1, progress=False,
+                               overlap=overlap)
+            wall = time.perf_counter() - start
+            n = out["items"]
+            print(f"| write {'on a thread beside the engine' if overlap else 'in line'} | {n} | {n / wall:.2f} | "
+                  f"{100 * (1 - sum(engine_seconds) / wall):.0f}% |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--ckpt", default=None, help="FlowFormer checkpoint (file or cached name); random weights without")
     ap.add_argument("--batch", type=int, default=4, help="pairs per call for our batched variants")
     ap.add_argument("--smoke", action="store_true", help="the GPU section's code on the CPU at 76x112, tiles 48x64")
+    ap.add_argument("--job", metavar="STORE", default=None, help="the whole flow job on a copy of STORE (see above)")
+    ap.add_argument("--gpu", action="store_true", help="--job with FlowFormer on the GPU instead of DIS")
     args = ap.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores")
+    if args.job:
+        cv2.setNumThreads(1)
+        job_section(args.job, args.gpu)
+        return
     if args.smoke:
         # 76x112 with 48x64 tiles: a size whose tile grid ptlflow computes correctly (some small sizes
         # make its grid place a tile past the image edge).
