@@ -122,7 +122,7 @@ def gpu_section(device: str, seconds: float, ckpt: str | None, sizes, tile, batc
             print(f"| ours, {precision}, batch {batch} pairs | {r:.2f} | {r / base_rate:.1f} | {mem} | {change:.3f} | {err:.2f} |")
 
 
-def job_section(store: str, gpu: bool) -> None:
+def job_section(store: str, gpu: bool, ckpt: str | None = None) -> None:
     import shutil
     import tempfile
     from pathlib import Path
@@ -151,7 +151,7 @@ def job_section(store: str, gpu: bool) -> None:
         shutil.copytree(store, dst)
         for overlap, pair in ((False, (1, 0)), (True, (-2, -1))):
             engine_seconds.clear()
-            spec = job.EngineSpec("flowformer" if gpu else "dis")
+            spec = job.EngineSpec("flowformer", ckpt, random_weights=ckpt is None) if gpu else job.EngineSpec("dis")
             start = time.perf_counter()
             out = job.run_flow(str(dst), spec, [pair], gpus=1 if gpu else 0, workers=1, progress=False,
                                overlap=overlap)
@@ -173,7 +173,7 @@ def main():
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores")
     if args.job:
         cv2.setNumThreads(1)
-        job_section(args.job, args.gpu)
+        job_section(args.job, args.gpu, args.ckpt)
         return
     if args.smoke:
         # 76x112 with 48x64 tiles: a size whose tile grid ptlflow computes correctly (some small sizes
