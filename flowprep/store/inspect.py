@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def describe_store(path, project: int | None = None) -> dict:
                 "path": p, "shape": list(meta.shape), "dtype": str(meta.dtype.newbyteorder("=")),
                 "chunks": list(meta.chunks), "codecs": list(meta.codecs), "zero_copy": meta.mappable,
                 "bytes_on_disk": nbytes, "files": files, "bytes_per_sample": chunk_bytes / len(done) if len(done) else None,
-                "raw_bytes_per_sample": meta.chunk_nbytes * len(meta.sample_chunk_keys(0)),
+                "raw_bytes_per_sample": math.prod(meta.shape[1:]) * meta.dtype.itemsize,
             })
     parts = {part: {"complete": (c := int(reader.complete(part).sum())), "incomplete": n - c}
              for part in L.store_parts(attrs)}
