@@ -4,6 +4,7 @@
 - 1: the command ran and found a problem (e.g. `flowprep verify` found corrupt chunks), or the
   environment failed it: permission denied, disk full, file size limit. One line names the file.
 - 2: bad arguments or bad input: a recipe key, a store, a weights file. One line names the key or file.
+- 141: the reader of our output went away (`| head`): nothing is printed, as for a process killed by SIGPIPE.
 
 Never a traceback for either kind. An error raised inside a DataLoader worker reaches the main
 process with the worker's traceback folded into its message; only the original message is shown.
@@ -12,7 +13,9 @@ process with the worker's traceback folded into its message; only the original m
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 
 import click
 
@@ -35,6 +38,9 @@ def invoke_guarded(group: click.Group, ctx: click.Context, user_errors: tuple[ty
     except user_errors as e:
         click.echo(f"error: {one_line(e)}", err=True)
         ctx.exit(2)
+    except BrokenPipeError:  # whoever read our output stopped (`vdatrain recipes | head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
+        ctx.exit(141)  # what a shell reports for a process ended by SIGPIPE
     except OSError as e:  # permission, disk full, read-only file system, file size limit
         click.echo(f"error: {one_line(e)}", err=True)
         # zarr's concurrent chunk writes that were still pending when the first failed would report themselves

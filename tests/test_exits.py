@@ -115,3 +115,13 @@ def test_a_full_disk_in_an_ingest_worker_is_one_line_exit_1(place, tmp_path):
                tmp_path / "full.zarr", "--workers", "2", file_size_limit=16 << 10)  # a frame's chunk is 24 KiB
     assert_one_line_exit_1(proc, str(tmp_path / "full.zarr"))
     assert "failed: File too large" in proc.stderr
+
+
+def test_output_cut_short_by_its_reader_is_not_reported_as_an_error():
+    """`vdatrain recipes | head -1`: when the reader has gone, the listing stops quietly with SIGPIPE's status,
+    no "error:" line. Our end of the pipe is closed before the command (which takes a second to start) writes."""
+    proc = subprocess.Popen([sys.executable, "-m", "vdatrain", "recipes"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert err == "" and proc.returncode == 141
