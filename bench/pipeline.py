@@ -84,10 +84,13 @@ class BeforeBatches(IterationBatches):
     """The loader before crops moved to the device: every array resampled on the CPU with OpenCV (frames uint8,
     flows decoded to float32 first), labels int64, margins float32, then stacked: the same crops."""
 
+    margins: dict = {}  # stream -> its native margin mask, built once as the old loader did
+
     def __getitem__(self, it: int) -> dict:
         out = {}
         for name, data in self.streams.items():
             s, r, items = data.spec, data.reader, []
+            margin = self.margins.setdefault(name, margin_mask(r.resolution) if s.margins else None)  # once, as before
             for item in self.dist.shard(self.choose(name, it)):
                 d = data.draw(*item, epoch=it) if isinstance(item, tuple) else data.draw(item, epoch=it)
                 box, window, i = d.box, d.window, d.index
@@ -97,9 +100,9 @@ class BeforeBatches(IterationBatches):
                 for pair in s.flows:
                     one[f"flow/{pair}"] = torch.from_numpy(box.flow(r.flow(i, pair, window), window).transpose(2, 0, 1).copy())
                     one[f"valid/{pair}"] = torch.from_numpy(box.sample(r.flow_valid(i, pair, window), window, nearest=True))
-                if s.margins:
+                if margin is not None:
                     y0, y1, x0, x1 = window
-                    one["margin"] = torch.from_numpy(box.sample(margin_mask(r.resolution)[y0:y1, x0:x1], window, nearest=True))
+                    one["margin"] = torch.from_numpy(box.sample(margin[y0:y1, x0:x1], window, nearest=True))
                 items.append(one)
             out[name] = {k: torch.stack([one[k] for one in items]) for k in items[0]}
         return out

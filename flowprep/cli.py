@@ -16,6 +16,7 @@ import click
 from flowprep import __version__
 from flowprep.errors import FlowprepError
 from flowprep.exits import invoke_guarded
+from flowprep.store.layout import FLOW_CODECS
 
 
 class _Group(click.Group):
@@ -83,6 +84,13 @@ def _offsets(ctx, param, value: str | None):
     return offsets
 
 
+_flow_codec_option = click.option(
+    "--flow-codec", type=click.Choice(FLOW_CODECS), default="raw", show_default=True,
+    help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, 0.43x "
+         "the bytes, ~3 ms per decoded megapixel on one core). Labels and validity masks are always zstd; frames "
+         "always raw.")
+
+
 def _with_flow_codec(plan, codec: str):
     """The plan, its store recording `codec` for the flows it will hold."""
     from dataclasses import replace
@@ -103,10 +111,7 @@ def _with_flow_codec(plan, codec: str):
               help="Frames to store relative to the labelled frame t, e.g. -2,-1,0 (default: the manifest's).")
 @click.option("--split-file", type=click.Path(dir_okay=False, path_type=str), default=None,
               help="Only these samples; lines like aachen/aachen_000000_000019, 001/001_00010 or 000123.")
-@click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
-              help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
-                   "0.43x the bytes, ~3 ms per decoded megapixel on one core). Labels and validity masks are always "
-                   "zstd; frames always raw.")
+@_flow_codec_option
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
 def ingest(dataset, root, split, out, offsets, split_file, flow_codec, workers):
     """Turn a raw VIPER, Synthia-Seq or Cityscapes-Seq layout into a store.
@@ -163,10 +168,7 @@ def _search(ctx, param, value: str):
                    "(1 - this) x the window's median (waived under 4 grey levels, a car standing still).")
 @click.option("--from-splits", default="train", show_default=True,
               help="BDD10k label splits to take ids from (comma-separated; the paper used train only).")
-@click.option("--flow-codec", type=click.Choice(["raw", "blosc-lz4"]), default="raw", show_default=True,
-              help="Codec of the flows this store will hold: raw (memory-mapped, no decoding) or blosc-lz4 (lossless, "
-                   "0.43x the bytes, ~3 ms per decoded megapixel on one core). Labels and validity masks are always "
-                   "zstd; frames always raw.")
+@_flow_codec_option
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True, help="Processes.")
 def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_error, min_contrast, from_splits,
                  flow_codec, workers):
@@ -229,7 +231,7 @@ def _tile(ctx, param, value):
               help="Pairs per engine call (their tiles are batched together).")
 @click.option("--no-consistency", is_flag=True,
               help="Skip the reverse flow and the forward-backward occlusion check (half the compute).")
-@click.option("--codec", type=click.Choice(["raw", "blosc-lz4"]), default=None,
+@click.option("--codec", type=click.Choice(FLOW_CODECS), default=None,
               help="Codec of the flow arrays this run creates (default: the store's, chosen at ingest with "
                    "--flow-codec); pairs that exist keep theirs.")
 def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precision, tile, overlap, batch,

@@ -12,19 +12,14 @@ from flowprep.store import layout as L
 from flowprep.store.reader import StoreReader
 
 
-def _disk_usage(path: Path) -> tuple[int, int]:
-    """(bytes, files) under `path`."""
-    total = files = 0
-    for dirpath, _, names in os.walk(path):
+def _file_sizes(root: Path, path: str) -> dict[str, int]:
+    """Bytes of every file under `root/path`, by its '/'-separated path relative to `root` (a chunk key)."""
+    sizes = {}
+    for dirpath, _, names in os.walk(root / path):
         for name in names:
-            total += os.path.getsize(os.path.join(dirpath, name))
-            files += 1
-    return total, files
-
-
-def _part_of(path: str, attrs: dict) -> str:
-    return next(part for part in L.store_parts(attrs)
-                if path in L.part_arrays(part, attrs) or path == f"{L.CHECKSUMS}/{part}")
+            file = os.path.join(dirpath, name)
+            sizes[os.path.relpath(file, root).replace(os.sep, "/")] = os.path.getsize(file)
+    return sizes
 
 
 def describe_store(path, project: int | None = None) -> dict:
@@ -39,9 +34,10 @@ def describe_store(path, project: int | None = None) -> dict:
     for part in L.store_parts(attrs):
         for p in [*L.part_arrays(part, attrs), f"{L.CHECKSUMS}/{part}"]:
             meta = L.read_array_meta(root, p)
-            nbytes, files = _disk_usage(root / p)
-            done = np.flatnonzero(reader.complete(_part_of(p, attrs)))
-            chunk_bytes = sum(os.path.getsize(root / k) for i in done for k in meta.sample_chunk_keys(int(i)))
+            sizes = _file_sizes(root, p)
+            nbytes, files = sum(sizes.values()), len(sizes)
+            done = np.flatnonzero(reader.complete(part))
+            chunk_bytes = sum(sizes.get(k, 0) for i in done for k in meta.sample_chunk_keys(int(i)))
             arrays.append({
                 "path": p, "shape": list(meta.shape), "dtype": str(meta.dtype.newbyteorder("=")),
                 "chunks": list(meta.chunks), "codecs": list(meta.codecs), "zero_copy": meta.mappable,

@@ -78,8 +78,16 @@ KNOWN_CODECS = {"bytes", "zstd", "gzip", "blosc", "crc32c", "transpose", "shardi
 # Labels and validity masks compress 45-280x for well under a millisecond per crop; flows halve with
 # blosc-lz4 + bit shuffle (2.35x) for 3 ms per megapixel decoded, an option for users short of disk.
 CODEC_NAMES = ("raw", "zstd", "blosc-lz4")
+FLOW_CODECS = ("raw", "blosc-lz4")  # what a user picks for flows (`--flow-codec`, `flowprep flow --codec`)
 DEFAULT_CODECS = {"frames": "raw", "labels": "zstd", "flows": "raw", "flow_valid": "zstd"}
 ARCHIVAL_CODECS = dict.fromkeys(DEFAULT_CODECS, "zstd")  # `compress`: everything zstd (older stores' meaning)
+
+
+def check_codec(name: str) -> str:
+    """`name` when it is one of `CODEC_NAMES`, else StoreError naming it."""
+    if name not in CODEC_NAMES:
+        raise StoreError(f"codec {name!r} is unknown (known: {', '.join(CODEC_NAMES)})")
+    return name
 
 
 def store_codecs(attrs: dict) -> dict[str, str]:

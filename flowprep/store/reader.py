@@ -63,6 +63,7 @@ class StoreReader:
         self._maps: OrderedDict[str, np.ndarray] = OrderedDict()
         self._zarr_arrays: dict = {}
         self._decoded: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._decoded_bytes = 0
         self._verified: set[str] = set()  # chunk keys checked against their records in this process
 
     # -- store facts ---------------------------------------------------------------------------
@@ -191,48 +192,54 @@ class StoreReader:
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+            raise self._missing(file) from None
         if len(data) != nbytes or google_crc32c.value(data) != crc:
             raise StoreError(f"{file}: does not match its checksum record (corrupt; run `flowprep verify "
                              f"{self.root}`)")
         self._verified.add(key)
 
-    def _map(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
+    def _missing(self, file: Path) -> StoreError:
+        return StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)")
+
+    def _cached(self, cache: str, key: str) -> np.ndarray | None:
+        """The entry `key` of the LRU `cache` ("_maps" or "_decoded"), marked as used; None when absent. A forked
+        process starts with empty caches (maps are not shared across a fork)."""
         if self._pid != os.getpid():
             self._reset_process_state()
+        entries = getattr(self, cache)
+        found = entries.get(key)
+        if found is not None:
+            entries.move_to_end(key)
+        return found
+
+    def _map(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
         key = meta.chunk_key(coords)
-        m = self._maps.get(key)
-        if m is not None:
-            self._maps.move_to_end(key)
+        if (m := self._cached("_maps", key)) is not None:
             return m
         file = self.root / key
         try:
             size = file.stat().st_size
         except FileNotFoundError:
-            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+            raise self._missing(file) from None
         if size != meta.chunk_nbytes:
             raise StoreError(f"{file}: chunk file has {size} bytes, expected {meta.chunk_nbytes} "
                              f"(truncated or foreign; run `flowprep verify {self.root}`)")
         # A plain ndarray view slices faster than the memmap subclass and keeps the map alive.
         m = np.memmap(file, dtype=meta.dtype, mode="r", shape=meta.chunks).view(np.ndarray)
         self._maps[key] = m
-        if len(self._maps) > self.max_open:
+        if len(self._maps) > self.max_open:  # every map holds a file descriptor
             self._maps.popitem(last=False)
         return m
 
     def _decode(self, meta: L.ArrayMeta, coords: tuple[int, ...]) -> np.ndarray:
-        if self._pid != os.getpid():
-            self._reset_process_state()
         key = meta.chunk_key(coords)
-        chunk = self._decoded.get(key)
-        if chunk is not None:
-            self._decoded.move_to_end(key)
+        if (chunk := self._cached("_decoded", key)) is not None:
             return chunk
         file = self.root / key
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            raise StoreError(f"{file}: chunk file missing (run `flowprep verify {self.root}`)") from None
+            raise self._missing(file) from None
         from numcodecs import Blosc, Zstd
 
         try:
@@ -245,8 +252,9 @@ class StoreReader:
                              f"(truncated or foreign; run `flowprep verify {self.root}`)")
         chunk = np.frombuffer(raw, dtype=meta.dtype).reshape(meta.chunks)  # read-only, like a map
         self._decoded[key] = chunk
-        while sum(c.nbytes for c in self._decoded.values()) > self.DECODED_BYTES and len(self._decoded) > 1:
-            self._decoded.popitem(last=False)
+        self._decoded_bytes += chunk.nbytes
+        while self._decoded_bytes > self.DECODED_BYTES and len(self._decoded) > 1:  # bounded memory
+            self._decoded_bytes -= self._decoded.popitem(last=False)[1].nbytes
         return chunk
 
     def _zarr_array(self, path: str):

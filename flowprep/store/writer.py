@@ -60,8 +60,8 @@ class StoreSpec:
             raise StoreError(f"sample id {dup!r} appears more than once")
         if not set(self.label_offsets) <= set(self.frame_offsets):
             raise StoreError(f"label offsets {self.label_offsets} must be among frame offsets {self.frame_offsets}")
-        if self.flow_codec is not None and self.flow_codec not in L.CODEC_NAMES:
-            raise StoreError(f"flow codec {self.flow_codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
+        if self.flow_codec is not None:
+            L.check_codec(self.flow_codec)
         if len(self.classes) >= L.IGNORE_LABEL:
             raise StoreError(f"at most {L.IGNORE_LABEL - 1} classes fit a uint8 label with 255 = ignore")
 
@@ -103,16 +103,15 @@ def _store_lock(root: Path):
 
 def _compressors(codec: str, dtype) -> list | None:
     """zarr codecs for one of `layout.CODEC_NAMES`."""
-    if codec == "raw":
+    if L.check_codec(codec) == "raw":
         return None
     from zarr.codecs import BloscCodec, ZstdCodec
 
     if codec == "zstd":
         return [ZstdCodec(level=3)]
-    if codec == "blosc-lz4":  # bit shuffle groups the (mostly constant) high bits of smooth int16 flows:
-        # 2.35x against byte shuffle's 2.0x, for ~15% more decoding time (docs/benchmarks.md)
-        return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize)]
-    raise StoreError(f"codec {codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
+    # blosc-lz4: bit shuffle groups the (mostly constant) high bits of smooth int16 flows: 2.35x against byte
+    # shuffle's 2.0x, for ~15% more decoding time (docs/benchmarks.md)
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=np.dtype(dtype).itemsize)]
 
 
 def _ensure_array(group, path: str, *, shape, dtype, fill_value, dims, codec="raw", attributes=None, per_frame=False):
@@ -270,8 +269,8 @@ def add_flow(path, src_offset: int, dst_offset: int, *, provenance: dict | None 
         name = L.pair_name(src_offset, dst_offset)
         n, (h, w) = len(attrs["sample_ids"]), attrs["resolution"]
         codecs = L.store_codecs(attrs)
-        if codec is not None and codec not in L.CODEC_NAMES:
-            raise StoreError(f"flow codec {codec!r} is unknown (known: {', '.join(L.CODEC_NAMES)})")
+        if codec is not None:
+            L.check_codec(codec)
         group = _open_group(root, mode="r+")
         # "scale_factor" is CF's name (xarray decodes pixels with it); "scale" is ours, kept for older readers
         _ensure_array(group, L.flow_path(name), shape=(n, h, w, 2), dtype="int16", fill_value=0,

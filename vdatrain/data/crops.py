@@ -56,17 +56,18 @@ def nearest_taps(n: int, start: int, scale: float, offset: int, size: int, *, fl
 
 
 def _linear(window: torch.Tensor, ty, tx, dim: int) -> torch.Tensor:
-    """Bilinear resampling of `window`'s axes (dim, dim + 1) with taps (i0, i1, w1) per axis, in float32; a
-    whole-pixel shift (`ty`/`tx` given as (start, stop, flip)) is a slice."""
-    if len(ty) == 3 and isinstance(ty[0], int):
-        (y0, y1, _), (x0, x1, flip) = ty, tx
-        out = window.narrow(dim, y0, y1 - y0).narrow(dim + 1, x0, x1 - x0).float()
-        return out.flip(dim + 1) if flip else out
+    """Bilinear resampling of `window`'s axes (dim, dim + 1) with taps (i0, i1, w1) per axis, in float32."""
     rows = [window.index_select(dim, i).float() for i in ty[:2]]
-    w = ty[2].view(-1, *(1,) * (window.dim() - dim - 1))
-    out = torch.lerp(rows[0], rows[1], w)
+    out = torch.lerp(rows[0], rows[1], ty[2].view(-1, *(1,) * (window.dim() - dim - 1)))
     cols = [out.index_select(dim + 1, i) for i in tx[:2]]
     return torch.lerp(cols[0], cols[1], tx[2].view(-1, *(1,) * (window.dim() - dim - 2)))
+
+
+def _shifted(window: torch.Tensor, y0: int, x0: int, h: int, w: int, flip: bool, dim: int) -> torch.Tensor:
+    """A whole-pixel crop of `window`'s axes (dim, dim + 1), in float32: what `_linear` gives at zero weights,
+    without the gathers."""
+    out = window.narrow(dim, y0, h).narrow(dim + 1, x0, w).float()
+    return out.flip(dim + 1) if flip else out
 
 
 def crop_part(part: dict, device: torch.device) -> dict:
@@ -85,26 +86,32 @@ def crop_part(part: dict, device: torch.device) -> dict:
     out.pop("margin_box", None)
     if "label" in out:
         out["label"] = out["label"].long()
-    images, flows, valids, margins = [], {}, {}, []
+    flow_keys = [k for k in moved if k.startswith("flow/")]
+    valid_keys = [k for k in moved if k.startswith("valid/")]
+    images, flows, valids, margins = [], {k: [] for k in flow_keys}, {k: [] for k in valid_keys}, []
     for b, (box, window) in enumerate(zip(part["box"], part["window"])):
         scale, y0, x0, h, w, flip = box
         wy0, wy1, wx0, wx1 = window
         if scale == 1:  # whole-pixel crops (targets at native size): slices, the values themselves
-            ty, tx = (y0 - wy0, y0 - wy0 + h, False), (x0 - wx0, x0 - wx0 + w, flip)
+            def sample(data, dim):
+                return _shifted(data, y0 - wy0, x0 - wx0, h, w, flip, dim)
         else:
             ty = linear_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, device=device)
             tx = linear_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, device=device)
-        images.append(_linear(moved["image"][b], ty, tx, dim=1))  # (F, h, w, 3)
-        for key in (k for k in moved if k.startswith("flow/")):
-            flow = _linear(moved[key][b], ty, tx, dim=0) * np.float32(scale / L.FLOW_SCALE)  # (h, w, 2) px
+
+            def sample(data, dim):
+                return _linear(data, ty, tx, dim)
+        images.append(sample(moved["image"][b], 1))  # (F, h, w, 3)
+        for key in flow_keys:
+            flow = sample(moved[key][b], 0) * np.float32(scale / L.FLOW_SCALE)  # (h, w, 2) px
             if flip:
                 flow[..., 0] *= -1
-            flows.setdefault(key, []).append(flow.permute(2, 0, 1))
-        if any(k.startswith("valid/") for k in moved) or "margin_box" in part:
+            flows[key].append(flow.permute(2, 0, 1))
+        if valid_keys or "margin_box" in part:
             ny = nearest_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, device=device)
             nx = nearest_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, device=device)
-        for key in (k for k in moved if k.startswith("valid/")):
-            valids.setdefault(key, []).append(moved[key][b].index_select(0, ny).index_select(1, nx))
+        for key in valid_keys:
+            valids[key].append(moved[key][b].index_select(0, ny).index_select(1, nx))
         if "margin_box" in part:
             my0, my1, mx0, mx1 = part["margin_box"][b]
             inside_y = ((ny + wy0) >= my0) & ((ny + wy0) < my1)

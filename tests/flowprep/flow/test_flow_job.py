@@ -213,3 +213,13 @@ def test_a_write_that_fails_on_the_thread_fails_the_job(fresh_store, monkeypatch
     monkeypatch.setattr(StoreWriter, "write_flow", full_disk)
     with pytest.raises(OSError, match="No space left"):
         run_flow(str(fresh_store), EngineSpec("dis"), [(0, -1)], workers=1, progress=False, overlap=True)
+
+
+def test_a_job_whose_items_did_not_reach_the_store_fails_and_says_a_rerun_resumes(fresh_store, monkeypatch):
+    """The job checks the store, not its workers' word: a write that silently did nothing is reported."""
+    from flowprep.flow.job import EngineSpec, run_flow
+    from flowprep.store import StoreWriter
+
+    monkeypatch.setattr(StoreWriter, "write_flow", lambda self, *a, **k: None)
+    with pytest.raises(FlowprepError, match=r"flows were not written .*run the same command again"):
+        run_flow(str(fresh_store), EngineSpec("dis"), [(0, -1)], workers=1, progress=False)

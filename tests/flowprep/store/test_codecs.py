@@ -88,3 +88,24 @@ def test_ingest_takes_a_flow_codec_and_refuses_an_unknown_one(synth_tiny, tmp_pa
     assert _codecs(out, "flows/bwd_1") == ["bytes", "blosc"]
     reader = StoreReader(out)
     assert reader.complete("flow_bwd_1").all() and np.isfinite(reader.flow(0, "bwd_1")).all()
+
+
+def test_an_unknown_codec_is_one_error_naming_it(tmp_path):
+    from flowprep.store import add_flow
+
+    from .conftest import spec_for, write_store
+
+    with pytest.raises(StoreError, match="codec 'lzma' is unknown"):
+        spec_for(2, 8, 8, flow_codec="lzma")
+    written = write_store(tmp_path / "s.zarr", n=2)
+    with pytest.raises(StoreError, match="codec 'lzma' is unknown"):
+        add_flow(written.path, 0, -2, codec="lzma")
+
+
+def test_decoded_chunks_are_cached_within_a_byte_budget(store):
+    reader = StoreReader(store.path)
+    reader.DECODED_BYTES = 2 * 24 * 40  # two labels' worth
+    for i in range(len(reader)):
+        np.testing.assert_array_equal(reader.label(i), store.labels[i, 0])
+    assert len(reader._decoded) == 2 and reader._decoded_bytes == 2 * 24 * 40
+    assert np.shares_memory(reader.label(4), reader.label(4))  # a repeated read (the crop search) decodes once
