@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= demo-data
 
-.PHONY: demo test bench clean-demo paper-check paper-data
+.PHONY: demo test bench clean-demo paper-check paper-data paper-replica
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,16 +58,18 @@ demo: $(STAMP)
 	$(VT) report $(DEMO)/runs/demo $(DEMO)/runs/demo-hrda-mic $(DEMO)/runs/$(VIDEO) --out $(DEMO)/report
 
 # Paper recipes at their real geometry, on the CPU: the full-resolution replicas (2048x1024 Cityscapes-Seq,
-# 1920x1080 VIPER, 1280x760 Synthia-Seq, 1280x720 BDD10k + BDD100K videos), ingested with the frames and
-# flows every shipped recipe reads, then `vdatrain check` of one recipe of every distinct combination of
-# parts per architecture (spread over the four shifts) with the narrow check networks, one training iteration
-# each (every part is active from the first; `vdatrain check` says what it changed): PAPER_CHECK selects
-# (default --families; e.g. PAPER_CHECK='dlv2-hrda-mom-*' or --families plus names). Each stage is skipped
+# 1920x1080 VIPER, 1280x760 Synthia-Seq, 1280x720 BDD10k + BDD100K videos; paper-replica), ingested with the
+# frames and flows every shipped recipe reads (paper-data), then `vdatrain check` of one recipe of every distinct
+# combination of parts per architecture (spread over the four shifts) with the narrow check networks, one
+# training iteration each (every part is active from the first; `vdatrain check` says what it changed):
+# PAPER_CHECK selects (default --families, two checks at a time with one thread each; CI runs --cover, the
+# fewest recipes that check every part and geometry; e.g. PAPER_CHECK='dlv2-hrda-mom-*'). Each stage is skipped
 # when its output is complete, so a second run only checks. Table: $(FULL)/paper-check.md.
 FULL ?= paper-data
-PAPER_CHECK ?= --families
-paper-data: $(STAMP)
+PAPER_CHECK ?= --families --jobs 2 --threads 1
+paper-replica: $(STAMP)
 	test -f $(FULL)/raw/_truth/synth.json || $(FP) synth --out $(FULL)/raw --scale full --seed 0 --workers 2
+paper-data: paper-replica
 	$(FP) ingest viper --root $(FULL)/raw --split train --out $(FULL)/stores/viper_train.zarr
 	$(FP) ingest synthia-seq --root $(FULL)/raw --split train --out $(FULL)/stores/synthia-seq_train.zarr
 	$(FP) ingest cityscapes-seq --root $(FULL)/raw --split train --offsets -2,-1,0,1 \

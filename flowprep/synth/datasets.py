@@ -258,8 +258,15 @@ def _bdd(seq: Sequence, root: Path) -> dict:
             # its thread count, which follows the cores it sees) and no macroblock-tree rate control (with it,
             # two runs of one seed wrote different first GOPs, frames 0-249, even in one process).
             stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "mbtree=0"}
+            moving_from = job.extra.get("moving_from", 0)
+            still = None  # frames up to `moving_from` show that frame: the car waits, nothing more is rendered
             for f in job.frames:
-                rgb = frame_n if f == n else seq.image(seq.geometry(f, keep=f in needed), f)
+                if f <= moving_from and moving_from:
+                    if still is None:
+                        still = seq.image(seq.geometry(moving_from), moving_from)
+                    rgb = still
+                else:
+                    rgb = frame_n if f == n else seq.image(seq.geometry(f, keep=f in needed), f)
                 for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                     out.mux(packet)
             for packet in stream.encode():

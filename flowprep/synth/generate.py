@@ -25,7 +25,8 @@ DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bdd")
 # Synthia frame count, BDD10k ids per split; `span` (optional): render only the frames t+span[0] ..
 # t+span[1] around each labelled frame t of a Cityscapes snippet or VIPER sequence (the frames the
 # recipes and flow pairs read), instead of the whole snippet or sequence: at full resolution a
-# Cityscapes frame takes about 3.5 s to render.
+# Cityscapes frame takes about 3.5 s to render. `bdd_moving_from` (optional): a BDD video shows its
+# first moving frame until then (a car waiting), so the frames nothing reads are not rendered.
 PLAN = {
     "tiny": {
         "cityscapes-seq": [("train", "aachen", 0, 19), ("train", "aachen", 1, 19),
@@ -49,6 +50,9 @@ PLAN = {
         "synthia-seq": 6,
         "bdd": {"train": ["ok"], "val": ["ok"]},  # the broken cases are the smaller scales' job
         "span": (-2, 1),
+        # the car stands still until frame 268 (one picture, repeated), then drives: the matcher decodes from the
+        # keyframe before its window (276 .. 330), so only the frames from there on need rendering
+        "bdd_moving_from": 268,
     },
 }
 BDD_VIDEO_END = 336  # frames 0..335: past the search window's end (330)
@@ -89,7 +93,8 @@ def plan_jobs(scale: str, seed: int, datasets) -> list[Job]:
                 end = max(n + 1 + int(rng.integers(8, 24)), BDD_VIDEO_END)
                 frames = list(range(0, end)) if status in ("ok", "truncated") else [n]
                 extra = {"status": status, "video_split": ("train", "val")[k % 2],
-                         "subdir": f"{10 + k}/" if k % 3 == 1 else "", "ids": {n: vid}}
+                         "subdir": f"{10 + k}/" if k % 3 == 1 else "", "ids": {n: vid},
+                         "moving_from": plan.get("bdd_moving_from", 0)}
                 jobs.append(Job("bdd", split, vid, frames, [n], _seed(seed, "bdd", vid), extra))
                 k += 1
     return sorted(jobs, key=lambda j: -len(j.frames) * (4 if j.dataset == "bdd" else 1))  # long jobs first

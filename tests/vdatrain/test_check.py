@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vdatrain.check import parts_of, select, shift_of
+from vdatrain.recipe.families import cover_items, parts_of, select, shift_of
 from vdatrain.cli import cli
 from vdatrain.recipe import load_recipe, shipped_recipes
 
@@ -101,6 +101,20 @@ def test_families_cover_every_combination_of_parts_per_architecture_and_every_sh
     assert {"source", "hrda", "mix:classmix", "rcs", "fd", "mic"} <= set(parts_of(load_recipe("dlv2-hrda-mic-viper-cs")))
     assert select(["dlv2-hrda-mom-*"]) == [f"dlv2-hrda-mom-{s}" for s in ("synthia-bdd", "synthia-cs", "viper-bdd",
                                                                          "viper-cs")]
+
+
+def test_the_cover_checks_every_part_and_geometry_of_every_architecture_with_a_fraction_of_the_families():
+    names = select([], cover=True)
+    paper = [load_recipe(n) for n in shipped_recipes() if not n.startswith("demo")]
+    chosen = [load_recipe(n) for n in names]
+    assert set().union(*map(cover_items, chosen)) == set().union(*map(cover_items, paper))
+    for arch in {r.model.name for r in paper}:  # every part, every geometry
+        assert {p for r in chosen if r.model.name == arch for p in parts_of(r)} >= {
+            p for r in paper if r.model.name == arch for p in parts_of(r) if not p.startswith("refine:")}
+        assert {shift_of(r) for r in chosen if r.model.name == arch} == {shift_of(r) for r in paper
+                                                                          if r.model.name == arch}
+    assert len(names) == len(set(names)) and len(names) < len(select([], families=True)) / 3
+    assert select(["dlv2-source-viper-cs"], cover=True)[0] == "dlv2-source-viper-cs"  # named ones first
 
 
 def test_a_run_folder_is_kept_for_a_single_check_only(recipe, tmp_path):
