@@ -23,6 +23,11 @@ WORKER_TRACEBACK = "Original Traceback"  # how torch.utils.data re-raises a work
 _EXCEPTION_LINE = re.compile(r"^[\w.]+: ")
 
 
+class ProblemFound(Exception):
+    """The command ran and found a problem (exit 1): a corrupt chunk, a loss that is no longer finite. The
+    message is the one line printed."""
+
+
 def one_line(e: BaseException) -> str:
     """The message of `e` on one line (a worker's re-raised error: its original last line, without the type)."""
     text = str(e).strip()
@@ -38,6 +43,9 @@ def invoke_guarded(group: click.Group, ctx: click.Context, user_errors: tuple[ty
     except user_errors as e:
         click.echo(f"error: {one_line(e)}", err=True)
         ctx.exit(2)
+    except ProblemFound as e:
+        click.echo(f"error: {one_line(e)}", err=True)
+        ctx.exit(1)
     except BrokenPipeError:  # whoever read our output stopped (`vdatrain recipes | head`): not an error to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail again
         ctx.exit(141)  # what a shell reports for a process ended by SIGPIPE

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from vdatrain.models.checkpoints import HRDA_ONLY, is_mmseg, load_state, map_mmseg_keys
+from vdatrain.models.mmseg import HRDA_ONLY, is_mmseg, load_state, map_mmseg_keys
 from vdatrain.models.weights import WeightsError, safe_load
 from vdatrain.recipe import OptimSpec, Recipe, RecipeError
 

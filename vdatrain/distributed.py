@@ -27,19 +27,18 @@ class Dist:
         """The process that writes logs, checkpoints and evaluations."""
         return self.rank == 0
 
-    def shard(self, items: list, what: str = "train.batch_size") -> list:
-        """This process's contiguous share of a global batch (which must split evenly)."""
-        if len(items) % self.world:
+    def check_batch(self, batch_size: int, key: str = "train.batch_size") -> None:
+        """A global batch must split evenly over the processes; else one line naming the recipe key."""
+        if batch_size % self.world:
             from vdatrain.recipe import RecipeError
 
-            raise RecipeError(f"{what}: {len(items)} does not split over {self.world} processes (the recipe's batch "
-                              f"is the global one); run {', '.join(str(k) for k in range(1, len(items) + 1) if len(items) % k == 0)} "
-                              f"processes, or set a larger global batch with --set {what}=N (scale optim.lr with it), "
-                              f"or run recipes or seeds side by side, one per GPU, with `vdatrain sweep`")
-        n = len(items) // self.world
-        return items[self.rank * n:(self.rank + 1) * n]
+            divisors = ", ".join(str(k) for k in range(1, batch_size + 1) if batch_size % k == 0)
+            raise RecipeError(f"{key}: {batch_size} does not split over {self.world} processes (the recipe's batch "
+                              f"is the global one); run {divisors} processes, or set a larger global batch with "
+                              f"--set {key}=N (scale optim.lr with it), or run recipes or seeds side by side, one "
+                              f"per GPU, with `vdatrain sweep`")
 
-    def share(self, items: list) -> list:
+    def deal(self, items: list) -> list:
         """This process's share of work items that need not split evenly (evaluation images): every
         world-th item from this rank on."""
         return items[self.rank::self.world]

@@ -27,9 +27,11 @@ def error_map(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
     return out
 
 
-def prediction_figure(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray, title: str):
-    """Four panels and a legend; `pred`, `label` (H, W) trainIds."""
-    labelled = label != IGNORE
+def prediction_figure(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray, title: str,
+                      evaluated: list[int] | None = None):
+    """Four panels and a legend; `pred`, `label` (H, W) trainIds. The pixel accuracy counts the pixels labelled
+    with an `evaluated` class (default: any labelled pixel), as the standard protocol does."""
+    labelled = label != IGNORE if evaluated is None else np.isin(label, evaluated)
     acc = 100 * float((pred == label)[labelled].mean()) if labelled.any() else float("nan")
     fig, _ = image_panels([("image", rgb), ("prediction", colourise(pred)), ("ground truth", colourise(label)),
                            (f"errors: red wrong, white right ({acc:.1f}% pixel accuracy)", error_map(pred, label))],

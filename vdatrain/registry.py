@@ -32,7 +32,9 @@ class Registry(dict):
         return add
 
     def get_or_raise(self, name: str):
-        """The entry; an unknown name is a ValueError naming the recipe key and the choices."""
+        """The entry; an unknown name is a `RecipeError` naming the recipe key and the choices."""
         if name not in self:
-            raise ValueError(f"{self.key}: {name!r} is not a registered {self.kind} (choose from {', '.join(self)})")
+            from vdatrain.recipe.schema import RecipeError
+
+            raise RecipeError(f"{self.key}: {name!r} is not a registered {self.kind} (choose from {', '.join(self)})")
         return self[name]

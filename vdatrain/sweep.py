@@ -12,18 +12,16 @@ Launchers:
 - local: the visible GPUs split into groups of `gpus_per_run`, one run per group at a time
   (CUDA_VISIBLE_DEVICES); on a machine without GPUs, one run after the other.
 - slurm: one job per run through submitit, which writes the sbatch script; on preemption or timeout
-  (SIGUSR2 before the kill) submitit requeues the same job (`SweepRun.checkpoint`).
+  (SIGUSR2 before the kill) submitit requeues the same job (`SweepRun.checkpoint`; `vdatrain.slurm`).
 - submitit-local: the slurm path (the same job object, pickled and run by submitit) on this machine, in
   subprocesses, waiting for them: a check of a sweep's jobs without a cluster.
 """
 
 from __future__ import annotations
 
-import errno
 import fnmatch
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -203,58 +201,6 @@ def run_local(runs: list[SweepRun], gpus_per_run: int = 1, say=print) -> dict[st
     for t in threads:
         t.join()
     return results
-
-
-@dataclass
-class SlurmOptions:
-    partition: str | None = None
-    time_min: int = 24 * 60
-    account: str | None = None
-    qos: str | None = None
-    cpus_per_run: int = 8
-    mem_gb: int | None = None
-    extra: dict = field(default_factory=dict)  # further #SBATCH --key=value
-
-
-def submit(runs: list[SweepRun], out, options: SlurmOptions, gpus_per_run: int = 1, cluster: str = "slurm",
-           say=print) -> dict[str, str]:
-    """Submit every run not yet done as its own job through submitit; returns {name: job id}. With
-    cluster="local" (submitit's local executor) the jobs run here and this waits for them."""
-    import submitit
-
-    folder = Path(out) / "slurm" / "%j"
-    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
-    if cluster == "slurm" and missing:  # an environment failure: one line, exit 1
-        raise OSError(errno.ENOENT, f"{' and '.join(missing)} not found on PATH: --launcher slurm runs on a SLURM "
-                                    f"login node (elsewhere: --launcher local)")
-    if cluster == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=100)
-        params = {"time": options.time_min, "gpus_per_node": gpus_per_run, "cpus_per_task": options.cpus_per_run,
-                  "ntasks_per_node": 1, "additional_parameters": {"requeue": True, **options.extra}}
-        for key in ("partition", "account", "qos"):
-            if getattr(options, key):
-                params[key] = getattr(options, key)
-        if options.mem_gb:
-            params["mem"] = f"{options.mem_gb}GB"
-        executor.update_parameters(**params)
-    else:
-        executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(timeout_min=options.time_min)
-    jobs = {}
-    for r in runs:
-        if r.done():
-            say(f"{r.name}: done already")
-            continue
-        executor.update_parameters(**({"job_name": r.name} if cluster == "slurm" else {}))
-        job = executor.submit(r)
-        r.set_state("queued", **({"slurm_job": job.job_id} if cluster == "slurm" else {"local_job": job.job_id}))
-        jobs[r.name] = job
-        say(f"{r.name}: submitted as job {job.job_id}")
-    if cluster != "slurm":
-        for name, job in jobs.items():
-            rc = job.result()
-            say(f"{name}: " + ("done" if rc == 0 else f"failed (exit {rc})"))
-    return {name: job.job_id for name, job in jobs.items()}
 
 
 # -- status ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Extension points: a new backbone or a new pseudo-label refinement strategy is one registration, here made
-from this test file, and then a recipe key that `vdatrain fit` validates and trains with."""
+"""Extension points: a new backbone or a new pseudo-label refinement strategy is one registration, made in the
+user's own file outside the package (the recipe's `imports:` brings it in), and then a recipe key that
+`vdatrain fit` validates and trains with."""
 
 import json
 
@@ -29,7 +30,7 @@ class TinyNet(Segmenter):
     def attention_head(self, num_classes: int) -> nn.Module:  # what HRDA asks of a family
         return DLV2Head(16, num_classes)
 
-    def forward(self, x, pair=None):
+    def forward(self, x, partner=None):
         feats = self.backbone(x)
         return SegOutput(logits=self.head(feats), features=feats, feature_input=x)
 
@@ -91,6 +92,52 @@ def test_the_toy_strategy_is_what_refine_computes(registered):
                            torch.tensor([[[5, 5, 5]]]), torch.ones(1, 1, 3), torch.ones(1, 1, 3),
                            torch.ones(1, 1, 3, dtype=torch.bool), "frame_t")
     assert label.tolist() == [[[3, 4, 255]]] and weight.tolist() == [[[1.0, 1.0, 0.0]]]
+
+
+USER_MODULE = '''
+"""A user's own parts, in a file of their own: a strategy registered where vdatrain finds it."""
+import torch
+
+from vdatrain.adapt.refine import REFINEMENTS
+
+
+@REFINEMENTS.register("confident_half_{tag}")
+def confident_half(c):
+    keep = c.conf_t >= c.conf_t.median()
+    return keep, torch.zeros_like(keep)
+'''
+
+
+def test_a_users_module_outside_the_package_registers_through_the_recipe_and_trains(tiny_store, tmp_path):
+    outside = tmp_path / "my_project"
+    outside.mkdir()
+    (outside / "my_parts.py").write_text(USER_MODULE.format(tag="a"))
+    recipe = outside / "toy.yaml"
+    recipe.write_text("imports: [my_parts.py]\n" + _recipe(tmp_path, tiny_store, model="deeplabv2_r18",
+                                                           strategy="confident_half_a").read_text())
+    try:
+        assert load_recipe(recipe).imports == ["my_parts.py"]
+        assert load_recipe(recipe).adapt.refine.strategy == "confident_half_a"  # imported once per process
+        result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        losses = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+        assert all(0.4 < r["refine_kept"] < 1 for r in losses if "loss" in r)
+    finally:
+        REFINEMENTS.pop("confident_half_a", None)
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("missing_file.py", "imports: missing_file.py: file not found"),
+    ("no_such_module_xyz", "imports: no_such_module_xyz: no module named 'no_such_module_xyz'"),
+    ("broken.py", "imports: broken.py: importing it failed (ZeroDivisionError"),
+])
+def test_a_bad_imports_entry_is_one_line_naming_it(tiny_store, tmp_path, entry, message):
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text(f"imports: [{entry}]\n" + _recipe(tmp_path, tiny_store, model="deeplabv2_r18",
+                                                         strategy="consistency").read_text())
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1 and message in result.output
 
 
 def test_without_the_registration_the_names_are_one_line_errors_before_anything_is_written(tiny_store, tmp_path):

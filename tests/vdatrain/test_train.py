@@ -68,17 +68,26 @@ def test_fit_evaluates_when_due(recipe, tmp_path):
     assert (run / "eval/iter_6/per_class.md").is_file()
 
 
-def test_a_killed_run_resumes_with_the_same_losses(recipe, tmp_path, run_killed):
+def test_a_killed_run_resumes_with_the_same_losses_and_logs_each_iteration_once(recipe, tmp_path, run_killed):
+    """Killed inside iteration 6, after the checkpoint of iteration 4 and the record of iteration 5: the relaunch
+    says where it resumes, forgets the record of 5, and trains 5 and 6 again with the uninterrupted losses;
+    log.jsonl and TensorBoard hold each iteration once."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "clean")]).exit_code == 0
-    # killed inside iteration 5, after the checkpoint of iteration 4
-    proc = run_killed("torch.optim:AdamW.step", 5, "fit", recipe, "--run-dir", tmp_path / "killed", program="vdatrain")
+    proc = run_killed("torch.optim:AdamW.step", 6, "fit", recipe, "--run-dir", tmp_path / "killed", program="vdatrain")
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert sorted(_losses(tmp_path / "killed")) == [1, 2, 3, 4]
+    assert sorted(_losses(tmp_path / "killed")) == [1, 2, 3, 4, 5]
     result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "killed")])
     assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'killed'}: resuming from iteration 4 of 6" in result.output
     clean, resumed = _losses(tmp_path / "clean"), _losses(tmp_path / "killed")
-    assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
+    records = [json.loads(line) for line in (tmp_path / "killed/log.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     assert [resumed[i] for i in (5, 6)] == [clean[i] for i in (5, 6)]
+    events = EventAccumulator(str(tmp_path / "killed/tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3, 4, 5, 6]
 
 
 def test_resuming_on_another_schedule_is_an_error_unless_allowed(recipe, tmp_path):
@@ -193,3 +202,32 @@ def test_keep_checkpoints_keeps_the_last_n_beside_the_rolling_one(recipe, tmp_pa
     for n in (4, 6):
         assert torch.load(run / f"iter_{n}.pt", weights_only=True)["iteration"] == n
     assert (run / "iter_6.pt").stat().st_ino == (run / "checkpoint.pt").stat().st_ino  # a link, not a copy
+
+
+def test_a_loss_that_is_not_finite_stops_the_run_with_one_line_and_keeps_the_last_good_checkpoint(recipe, tmp_path,
+                                                                                                monkeypatch):
+    """NaN at iteration 3: found where the loop reads values anyway (the checkpoint due after iteration 4, no
+    log is due before), named with its iteration and term; exit 1; checkpoint.pt stays that of iteration 2."""
+    import torch
+
+    from vdatrain.methods import student
+
+    calls = {"n": 0}
+    original = student.segmentation_loss
+
+    def nan_at_third_call(*args, **kwargs):
+        calls["n"] += 1
+        loss = original(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    monkeypatch.setattr(student, "segmentation_loss", nan_at_third_call)
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(tmp_path / "run"),
+                                      "--set", "train.log_every=5", "--set", "train.workers=0"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == ("error: iteration 3: the source loss is not finite (NaN or inf); training stopped, the run "
+                         "folder keeps the last checkpoint before it") and "Traceback" not in result.output
+    ckpt = torch.load(tmp_path / "run/checkpoint.pt", weights_only=True)
+    assert ckpt["iteration"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
+                                          if v.is_floating_point())
+

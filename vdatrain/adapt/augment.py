@@ -26,7 +26,7 @@ import math
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from vdatrain.data.samples import IMAGENET_MEAN, IMAGENET_STD
+from vdatrain.data.normalise import unit_mean_std
 
 
 def _uniform(lo: float, hi: float) -> float:
@@ -107,8 +107,7 @@ def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
     """(B, 3, H, W) normalised -> augmented, normalised; `spec` is a recipe's adapt.augment.
 
     (B, F, 3, H, W) -> the same: the F frames of an image share one draw (consistent mixup)."""
-    mean = torch.as_tensor(IMAGENET_MEAN / 255, device=images.device)[:, None, None]
-    std = torch.as_tensor(IMAGENET_STD / 255, device=images.device)[:, None, None]
+    mean, std = unit_mean_std(images.device)
     if spec.coins == "batch":
         jitter, blur = float(torch.rand(())) < spec.jitter_p, float(torch.rand(())) < spec.blur_p
     ops = jitter_ops(spec)

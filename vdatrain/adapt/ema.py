@@ -5,6 +5,12 @@ the early teacher follows the student closely, later it averages over ~1/(1 - al
 iterations. Parameters only; BatchNorm buffers are the teacher's own (it predicts in
 training mode, normalising with the target batch's statistics, as DACS does), while
 dropout and drop-path are off so pseudo-labels are not noisy.
+
+"Training mode for normalisation, evaluation mode for the rest": the teacher's modules are put in
+evaluation mode except its BatchNorm layers, so every stochastic layer of any backbone (dropout,
+drop-path, stochastic depth, whatever its class is called) is off without being looked up by name.
+The reference switched off dropout and drop-path by type; the models it had hold no other layer that
+behaves differently in training, so the result is the same.
 """
 
 from __future__ import annotations
@@ -22,8 +28,12 @@ def ema_alpha(it: int, alpha: float) -> float:
     return min(1 - 1 / (it + 1), alpha)
 
 
-def _is_stochastic(m: nn.Module) -> bool:
-    return isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ == "DropPath"
+def teacher_mode(model: nn.Module) -> None:
+    """Evaluation mode for every module but the BatchNorm layers, which normalise with batch statistics."""
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
 
 
 class EMATeacher:
@@ -41,16 +51,13 @@ class EMATeacher:
         torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1 - a)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, pair=None, group: int | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, partner=None, group: int | None = None) -> torch.Tensor:
         """The teacher's whole-crop logits for (B, 3, H, W) (`predict` of the model contract): training-mode
-        normalisation, no dropout or drop-path. `pair`: a two-frame (ACCEL) teacher's other frame (FramePair).
+        normalisation, no dropout or drop-path. `partner`: a two-frame (ACCEL) teacher's other frame (`Partner`).
 
         BatchNorm normalises each `group` consecutive images (default: all B) with their own statistics, so
         stacked batches (frame t and its partner t+k) and stacked detail windows give what separate forwards
         gave (`models.batch_groups`)."""
-        self.model.train()
-        for m in self.model.modules():
-            if _is_stochastic(m):
-                m.training = False
+        teacher_mode(self.model)
         with batch_groups(self.model, group or len(x)):
-            return self.model.predict(x, pair=pair)
+            return self.model.predict(x, partner=partner)

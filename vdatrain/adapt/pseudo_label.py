@@ -25,13 +25,3 @@ def confidence_weight(confidence: torch.Tensor, threshold: float = 0.968,
     """(B, H, W) top-class probability -> (B, H, W) weight: the batch's confident share, times `margin` (1/0)."""
     weight = (confidence >= threshold).float().mean() * torch.ones_like(confidence)
     return weight if margin is None else weight * margin
-
-
-def pseudo_label(logits: torch.Tensor, threshold: float = 0.968, size: tuple[int, int] | None = None,
-                 margin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, C, h, w) logits -> label (B, H, W) int64 and weight (B, H, W) float32.
-
-    Logits are upsampled bilinearly to `size` (the crop) first, in float32; `margin` is (B, H, W) 1/0.
-    """
-    confidence, label = class_probs(logits, size).max(dim=1)
-    return label, confidence_weight(confidence, threshold, margin)

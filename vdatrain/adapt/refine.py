@@ -37,7 +37,9 @@ from t. "frame_t" is frame t's weight everywhere. Ignored pixels weigh 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from flowprep.store.layout import IGNORE_LABEL as IGNORE  # the one ignore label, the store's
@@ -45,7 +47,6 @@ from vdatrain.registry import Registry
 
 REFINEMENTS = Registry("refinement strategy", "adapt.refine.strategy")
 INVALID = ("reference_strips", "frame_t", "ignore")
-WEIGHTS = ("warped", "frame_t")
 STRIP_SIDE = 100  # the reference's side strips, pixels of the crop
 
 
@@ -147,3 +148,45 @@ def refine(strategy: str, label_t: torch.Tensor, conf_t: torch.Tensor, weight_t:
     label = torch.where(keep, torch.where(from_k, label_k, label_t), IGNORE)
     w = torch.where(from_k, weight_k, weight_t) if weight == "warped" else weight_t
     return label, torch.where(keep, w, 0.0)
+
+
+class RefinementPictures:
+    """An evaluator (`vdatrain.evaluation.evaluators`) of refinement recipes: `refine_<id>.png` for the first
+    `count` images, what the recipe's flow refinement (`spec`, its adapt.refine) does to the pseudo-label with
+    the evaluated model as the teacher: single-frame predictions of frame t and of the pair's frame, the
+    latter's class probabilities warped to t by the stored flow (nearest pixel), then `refine` as in training
+    (every pixel weighs 1). An image whose store lacks the pair's frame or flow gets none."""
+
+    def __init__(self, out_dir, count: int, spec):
+        self.out_dir, self.count, self.spec = Path(out_dir), count, spec
+
+    def process(self, sample) -> None:
+        from flowprep.figures import save
+        from flowprep.store import flow_part, pair_offsets
+        from vdatrain.figures import refinement_figure
+        from vdatrain.models.warp import warp
+
+        pair, r = self.spec.pair, sample.reader
+        partner = pair_offsets(pair)[1]
+        if sample.n >= self.count or pair not in r.flow_pairs or partner not in r.frame_offsets \
+                or not r.complete(flow_part(pair))[sample.index]:
+            return
+        p_t, p_k = sample.single_frame_probs(0), sample.single_frame_probs(partner)
+        warped, ok = warp(p_k, *sample.flow(pair), mode="nearest")
+        conf_t, label_t = p_t.max(1)
+        conf_k, label_k = warped.max(1)
+        ones = torch.ones_like(conf_t)
+        truth = sample.label[None].to(conf_t.device)
+        label, _ = refine(self.spec.strategy, label_t, conf_t, ones, label_k, conf_k, ones, ok, self.spec.invalid,
+                          self.spec.weight, truth)
+        as_np = lambda t: t[0].cpu().numpy().astype(np.uint8)  # noqa: E731
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        save(refinement_figure(sample.frame(0), as_np(label_t), as_np(label_k), ok[0].cpu().numpy(), as_np(label),
+                               f"{sample.id}: {self.spec.strategy} refinement with {pair} ({self.spec.invalid})"),
+             self.out_dir / f"refine_{sample.id}.png")
+
+    def reduce(self, dist) -> None:
+        pass
+
+    def result(self) -> dict:
+        return {}

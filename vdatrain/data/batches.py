@@ -17,7 +17,6 @@ import torch
 
 from vdatrain.data.crops import crop_part
 from vdatrain.data.samples import StoreSamples
-from vdatrain.distributed import Dist
 
 # (iteration, global batch size) -> items: an index, or (index, rare class); picklable
 Chooser = Callable[[int, int], list]
@@ -35,18 +34,26 @@ def batch_indices(seed: int, it: int, batch: int, n: int, stream: int = 0) -> li
     return out
 
 
+def process_share(items: list, rank: int, world: int) -> list:
+    """Process `rank`'s contiguous share of a global batch of `world` equal shares."""
+    n = len(items) // world
+    return items[rank * n:(rank + 1) * n]
+
+
 class IterationBatches(torch.utils.data.Dataset):
-    """Item `it` -> {"source": batch, "target": batch (when a target is given)}, this process's share.
+    """Item `it` -> {"source": batch, "target": batch (when a target is given)}, process `rank`'s share of
+    `world` (the global `batch_size` splits evenly: the run checks it).
 
     `choose` picks the global batch's items of one stream (default: `batch_indices`); rare class
     sampling replaces it for the source.
     """
 
-    def __init__(self, source: StoreSamples, batch_size: int, seed: int, dist: Dist = Dist(),
+    def __init__(self, source: StoreSamples, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                  target: StoreSamples | None = None, choose_source: Chooser | None = None):
-        dist.shard(list(range(batch_size)))  # fail before training if the batch does not split
+        if batch_size % world:
+            raise ValueError(f"a batch of {batch_size} does not split over {world} processes")
         self.streams = {"source": source} | ({"target": target} if target is not None else {})
-        self.batch_size, self.seed, self.dist = batch_size, seed, dist
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.choose_source = choose_source
 
     def choose(self, name: str, it: int) -> list[int]:
@@ -60,7 +67,7 @@ class IterationBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, it: int) -> dict:
         return {name: data.batch([data.draw(*item, epoch=it) if isinstance(item, tuple) else data.draw(item, epoch=it)
-                                  for item in self.dist.shard(self.choose(name, it))])
+                                  for item in process_share(self.choose(name, it), self.rank, self.world)])
                 for name, data in self.streams.items()}
 
 

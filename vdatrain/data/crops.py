@@ -1,4 +1,4 @@
-"""Crops made on the device: a loader batch of native store windows -> the model's crops.
+"""Crops: native store windows -> the model's crops, the one geometry of frames, flows, masks and labels.
 
 The loader copies each sample's native window (frames uint8, flows int16 fixed point, validity bool)
 once into a batch and hands over its `CropBox`; this module resizes, crops and flips those windows
@@ -10,6 +10,7 @@ coordinates quantised the way `cv2.warpAffine` quantises them (1/32 px for bilin
 nearest pixel for nearest), the frame's edge replicated. So nearest-sampled arrays (validity, margins)
 are bit-identical to the CPU path, and bilinear ones differ only in arithmetic: frames by at most one
 grey level (OpenCV rounds its 8-bit result, we keep the float), flows by float rounding (~1e-6 px).
+Labels are cropped on the CPU (`label_crop`), where the crop search reads them, with the same nearest taps.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from flowprep.store import layout as L
-from vdatrain.data.samples import normalise_batch
+from vdatrain.data.normalise import normalise_batch
 
 AB_BITS = 10  # cv2.warpAffine's fixed-point coordinate precision (bits)
 INTER_BITS = 5  # bilinear sub-pixel positions: 1/32 px
@@ -55,6 +56,18 @@ def nearest_taps(n: int, start: int, scale: float, offset: int, size: int, *, fl
     return i.flip(0) if flip else i
 
 
+def label_crop(label: np.ndarray, box, window) -> np.ndarray:
+    """(wh, ww) uint8 native label window (`box.native_window`) -> (h, w) crop of `box` (a `CropBox`), nearest
+    pixel as the device crops pick it; on the CPU, for the crop search and the batch."""
+    wy0, wy1, wx0, wx1 = window
+    if box.scale == 1:
+        out = label[box.y0 - wy0:box.y0 - wy0 + box.h, box.x0 - wx0:box.x0 - wx0 + box.w]
+        return np.array(out[:, ::-1] if box.flip else out)
+    ny = nearest_taps(box.h, box.y0, box.scale, wy0, wy1 - wy0, combined=True).numpy()
+    nx = nearest_taps(box.w, box.x0, box.scale, wx0, wx1 - wx0, flip=box.flip).numpy()
+    return label[ny[:, None], nx[None, :]]
+
+
 def _linear(window: torch.Tensor, ty, tx, dim: int) -> torch.Tensor:
     """Bilinear resampling of `window`'s axes (dim, dim + 1) with taps (i0, i1, w1) per axis, in float32."""
     rows = [window.index_select(dim, i).float() for i in ty[:2]]
@@ -78,19 +91,18 @@ def crop_part(part: dict, device: torch.device) -> dict:
       box's scale, u negated when flipped)
     - "valid/<pair>": (B, Hw, Ww) bool -> (B, h, w) bool
     - "label": (B, h, w) uint8 crops (made on the CPU, where the crop search reads them) -> int64
-    - "margin": built from "margin_box" (the native rectangle kept by the margins) -> (B, h, w) float32 1/0
+    - "margin": the native rectangles kept by the margins -> (B, h, w) float32 1/0
     Lists ("index", "id", "box", "window") pass through.
     """
     moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in part.items()}
-    out = {k: v for k, v in moved.items() if not (k == "image" or k.startswith(("flow/", "valid/")))}
-    out.pop("margin_box", None)
+    out = {k: v for k, v in moved.items() if not (k in ("image", "margin") or k.startswith(("flow/", "valid/")))}
     if "label" in out:
         out["label"] = out["label"].long()
     flow_keys = [k for k in moved if k.startswith("flow/")]
     valid_keys = [k for k in moved if k.startswith("valid/")]
     images, flows, valids, margins = [], {k: [] for k in flow_keys}, {k: [] for k in valid_keys}, []
     for b, (box, window) in enumerate(zip(part["box"], part["window"])):
-        scale, y0, x0, h, w, flip = box
+        scale, y0, x0, h, w, flip = box.scale, box.y0, box.x0, box.h, box.w, box.flip
         wy0, wy1, wx0, wx1 = window
         if scale == 1:  # whole-pixel crops (targets at native size): slices, the values themselves
             def sample(data, dim):
@@ -107,13 +119,13 @@ def crop_part(part: dict, device: torch.device) -> dict:
             if flip:
                 flow[..., 0] *= -1
             flows[key].append(flow.permute(2, 0, 1))
-        if valid_keys or "margin_box" in part:
+        if valid_keys or "margin" in part:
             ny = nearest_taps(h, y0, scale, wy0, wy1 - wy0, combined=True, device=device)
             nx = nearest_taps(w, x0, scale, wx0, wx1 - wx0, flip=flip, device=device)
         for key in valid_keys:
             valids[key].append(moved[key][b].index_select(0, ny).index_select(1, nx))
-        if "margin_box" in part:
-            my0, my1, mx0, mx1 = part["margin_box"][b]
+        if "margin" in part:
+            my0, my1, mx0, mx1 = part["margin"][b]
             inside_y = ((ny + wy0) >= my0) & ((ny + wy0) < my1)
             inside_x = ((nx + wx0) >= mx0) & ((nx + wx0) < mx1)
             margins.append((inside_y[:, None] & inside_x[None, :]).float())

@@ -8,7 +8,8 @@ receive a reader that pickles as its store path and maps chunk files themselves
 The loader does no resampling: `draw` picks a crop (searching it on the label when the
 recipe asks), and `batch` copies each sample's native window once, straight from the
 memory-mapped store into the batch, in its stored form (frames uint8, flows int16 fixed
-point). `vdatrain.data.crops.crop_part` resizes, crops, flips and normalises on the device.
+point). `vdatrain.data.crops.crop_part` resizes, crops, flips and normalises on the device;
+the label crops the search reads are made with the same geometry on the CPU (`label_crop`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import numpy as np
 import torch
 
 from flowprep.store import StoreReader, flow_part
-from vdatrain.data.geometry import CropBox, Window, class_ratio_ok, margin_bounds, random_box
-
-IMAGENET_MEAN = np.array([123.675, 116.28, 103.53], np.float32)  # RGB, 0..255
-IMAGENET_STD = np.array([58.395, 57.12, 57.375], np.float32)
+from vdatrain.data.crops import label_crop
+from vdatrain.data.geometry import CropBox, Rect, class_ratio_ok, margin_bounds, random_box
 
 
 @dataclass
@@ -44,26 +43,12 @@ class SampleSpec:
     verify: bool = False  # check each chunk against its checksum record on first read (StoreReader)
 
 
-def normalise(rgb: np.ndarray) -> torch.Tensor:
-    """(h, w, 3) uint8 RGB -> (3, h, w) float32, ImageNet mean/std."""
-    return torch.from_numpy(((rgb.astype(np.float32) - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1).copy())
-
-
-def normalise_batch(images: torch.Tensor) -> torch.Tensor:
-    """(..., h, w, 3) uint8 RGB -> (..., 3, h, w) float32, ImageNet mean/std, on `images`' device: the loader
-    delivers frames as they are stored (a quarter of the bytes, no float work on the CPU) and the training step
-    normalises them where it runs; the same arithmetic as `normalise`, so the same values."""
-    mean = torch.from_numpy(IMAGENET_MEAN).to(images.device)
-    std = torch.from_numpy(IMAGENET_STD).to(images.device)
-    return ((images.float() - mean) / std).movedim(-1, -3).contiguous()
-
-
 @dataclass(frozen=True)
 class Draw:
     """One sample's crop: the native window the loader copies and the box the device samples it with."""
     index: int  # store sample
     box: CropBox
-    window: Window  # native pixels (y0, y1, x0, x1) the box's sampling touches
+    window: Rect  # native pixels (y0, y1, x0, x1) the box's sampling touches
     label: np.ndarray | None  # (h, w) uint8 crop of the label (when labels are used)
 
 
@@ -89,8 +74,8 @@ class StoreSamples:
     - "image": (B, F, Hw, Ww, 3) uint8 RGB native windows, frames in `offsets` order
     - "flow/<pair>": (B, Hw, Ww, 2) int16 stored fixed point (1/32 px); "valid/<pair>": (B, Hw, Ww) bool
     - "label": (B, h, w) uint8 trainIds of the crop, 255 = ignore (if `labels`)
-    - "margin_box": the native rectangle the pseudo-label margins keep, per sample (if `margins`)
-    - "index", "id", "box" (scale, y0, x0, h, w, flip), "window" (y0, y1, x0, x1): per sample
+    - "margin": the native rectangle (y0, y1, x0, x1) the pseudo-label margins keep, per sample (if `margins`)
+    - "index", "id", "box" (the `CropBox`), "window" (the native `Rect` copied): per sample
     Windows sit at the top-left of (Hw, Ww), the largest window a crop can need; the rest is zero.
     """
 
@@ -132,13 +117,13 @@ class StoreSamples:
         """
         s, r = self.spec, self.reader
         rng = np.random.default_rng([s.seed, epoch, k])
-        for _ in range(s.rare_retries if rare_class is not None else 1):
+        for _ in range(max(s.rare_retries, 1) if rare_class is not None else 1):  # retries 0: one draw
             box, label = self._ratio_box(rng, k)
             if rare_class is None:
                 return box, label
             if label is None:
                 window = box.native_window(*r.resolution)
-                label = box.sample(r.label(self.indices[k], 0, window), window, nearest=True)
+                label = label_crop(r.label(self.indices[k], 0, window), box, window)
             if np.count_nonzero(label == rare_class) > s.rare_min_pixels:
                 break
         return box, label
@@ -150,7 +135,7 @@ class StoreSamples:
             return box, None
         for attempt in range(s.crop_retries):
             window = box.native_window(*r.resolution)
-            label = box.sample(r.label(self.indices[k], 0, window), window, nearest=True)
+            label = label_crop(r.label(self.indices[k], 0, window), box, window)
             if class_ratio_ok(label, s.max_class_ratio) or attempt == s.crop_retries - 1:
                 return box, label
             box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
@@ -162,7 +147,7 @@ class StoreSamples:
         box, label = self.box(k, epoch, rare_class)
         window = box.native_window(*r.resolution)
         if s.labels and label is None:
-            label = box.sample(r.label(i, 0, window), window, nearest=True)
+            label = label_crop(r.label(i, 0, window), box, window)
         return Draw(i, box, window, label if s.labels else None)
 
     def batch(self, draws: list[Draw]) -> dict:
@@ -185,8 +170,8 @@ class StoreSamples:
             if s.labels:
                 out["label"][b] = torch.from_numpy(d.label)
         out |= {"index": [d.index for d in draws], "id": [r.sample_ids[d.index] for d in draws],
-                "box": [(d.box.scale, d.box.y0, d.box.x0, d.box.h, d.box.w, d.box.flip) for d in draws],
+                "box": [d.box for d in draws],
                 "window": [d.window for d in draws]}
         if self._margin is not None:
-            out["margin_box"] = [self._margin] * n
+            out["margin"] = [self._margin] * n
         return out

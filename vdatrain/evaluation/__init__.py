@@ -1,35 +1,54 @@
-"""Evaluation: predict (`predict`), accumulate confusion matrices over a store (`accumulate`), write the
-results and pictures (`write`). `run_evaluation` is the one entry point: `vdatrain eval` and the evaluations
-during training both go through it.
+"""Evaluation of a recipe's model on its eval store: `evaluate` is the one entry point (`vdatrain eval`, the
+evaluations during training and `vdatrain check` go through it).
+
+`predict` (how a frame is predicted: sliding windows, dual-frame for two-frame models), `loop` (the
+samples of the store through the model and the evaluators), `evaluators` (mIoU, temporal metrics,
+pictures: one class each), `write` (results.json, per-class tables, the confusion matrix).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vdatrain.evaluation.accumulate import evaluate, temporal_pairs
-from vdatrain.evaluation.write import results, results_markdown, write_results
+from flowprep.store import StoreReader
+from vdatrain.evaluation.evaluators import Confusion, Pictures, Temporal, evaluated_classes
+from vdatrain.evaluation.loop import score
+from vdatrain.evaluation.predict import Predictor
+from vdatrain.evaluation.write import results_markdown, write_results
 
-__all__ = ["evaluate", "results", "results_markdown", "run_evaluation", "temporal_pairs", "write_results"]
+__all__ = ["evaluate", "results_markdown"]
 
 
-def run_evaluation(recipe, model, out_dir, d, pictures: int = 0, temporal: bool = False, progress: bool = False,
-                   run: dict | None = None) -> dict:
-    """Evaluate `model` on the recipe's eval store with its windows: every process of `d` (a
-    `vdatrain.distributed.Dist`) predicts its share of the images and gets the whole set's result; the main
-    one writes results.json, per_class.csv/.md and confusion.npy to `out_dir`, each process the pictures of
-    the first `pictures` images that fell to it (under pictures/). `temporal`: also the temporal metrics of every stored pair from frame t. Returns the result
-    (`results`): mIoU per protocol (the recipe's protocol first), per-class IoU, temporal metrics, `run`, and
-    the samples skipped."""
-    e, out_dir = recipe.eval, Path(out_dir)
-    meters, skipped = ({} if temporal else None), []
-    conf = evaluate(model, e.store, e.window, e.stride, recipe.model.num_classes, d.device, progress=progress and d.main,
-                    pictures=pictures, picture_dir=out_dir / "pictures", temporal=meters,
-                    skipped=skipped, verify=recipe.train.verify_reads, dist=d,
-                    refine=recipe.adapt.refine if recipe.adapt else None)
-    result = results(conf, e.classes, meters, run, skipped)
-    if d.main:
-        write_results(result, conf, out_dir)
-    result["miou"] = {e.protocol: result["miou"][e.protocol],
-                      **{k: v for k, v in result["miou"].items() if k != e.protocol}}
+def evaluate(recipe, model, d, out_dir=None, pictures: int = 0, temporal: bool = False, progress: bool = False,
+             run: dict | None = None, limit: int | None = None, extra: tuple = ()) -> dict:
+    """Evaluate `model` on the recipe's eval store with its windows; every process of `d` (a
+    `vdatrain.distributed.Dist`) predicts its share of the images and gets the whole set's result.
+
+    `temporal`: also the temporal metrics of every stored pair from frame t; `pictures`: pictures of the first
+    this-many images (under `out_dir`/pictures, each by the process that predicted it); `extra`: further
+    evaluators (a method's own pictures); `limit`: the first this-many images only (`vdatrain check`).
+    The main process writes results.json, per_class.csv/.md and confusion.npy to `out_dir` (when given).
+
+    Returns: "miou" per protocol (the recipe's first), "per_class", "temporal" (per pair and protocol),
+    "classes", "labelled_pixels", `run` as given, and "skipped" samples."""
+    e = recipe.eval
+    reader = StoreReader(e.store, verify=recipe.train.verify_reads)
+    confusion = Confusion(recipe.model.num_classes, e.classes)
+    evaluators = [confusion, *([Temporal(reader, recipe.model.num_classes, e.classes)] if temporal else [])]
+    if pictures:
+        title = f"{(run or {}).get('label') or recipe.name} ({recipe.model.name})"
+        evaluators.append(Pictures(Path(out_dir) / "pictures", pictures, title, evaluated_classes(e.classes)[0]))
+    predictor = Predictor(model, e.window, e.stride, d.device, recipe.train.precision == "bf16")
+    skipped = score(predictor, reader, [*evaluators, *extra], d, limit, progress and d.main)
+    result = {}
+    for ev in [*evaluators, *extra]:
+        result |= ev.result()
+    result["miou"] = {e.protocol: result["miou"][e.protocol], **{k: v for k, v in result["miou"].items()
+                                                                 if k != e.protocol}}
+    if run:
+        result["run"] = run
+    if skipped:
+        result["skipped"] = skipped
+    if d.main and out_dir is not None:
+        write_results(result, confusion.conf.numpy(), out_dir)
     return result

@@ -1,6 +1,6 @@
 """Predictions of store frames: sliding windows over a whole frame, dual-frame for two-frame models.
 
-    frame_prediction(model, reader, i, offset, ...) -> (H, W) int64 classes
+    Predictor(model, window, stride, device).logits(reader, i, offset) -> (1, C, H, W) logits
 
 A two-frame model (`model.pair` names its flow pair) also reads the frame its pair names,
 relative to the predicted one (bwd_1 at offset -1: frame -2 through flow bwd_1_at_m1).
@@ -8,12 +8,14 @@ relative to the predicted one (bwd_1 at offset -1: frame -2 through flow bwd_1_a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from flowprep.store import StoreReader, flow_part, pair_name, pair_offsets
-from vdatrain.data.samples import normalise
-from vdatrain.models.contract import FramePair
+from vdatrain.data.normalise import normalise
+from vdatrain.models.contract import Partner
 
 
 def image_tensor(rgb: np.ndarray, device) -> torch.Tensor:
@@ -28,19 +30,32 @@ def stored_pair(reader: StoreReader, i: int, pair: str, device) -> tuple[torch.T
     return flow, valid
 
 
-def frame_prediction(model, reader: StoreReader, i: int, offset: int, window, stride, device,
-                     rgb: np.ndarray | None = None) -> torch.Tensor | None:
-    """(H, W) int64 prediction of the frame at `offset` of sample i (`rgb` replaces that frame's pixels); None
-    when a two-frame model's partner frame or flow is not in the store for this sample."""
-    if rgb is None:
-        rgb = np.asarray(reader.frame(i, offset))
-    pair = None
-    if model.pair is not None:
-        partner = offset + pair_offsets(model.pair)[1]  # pairs start at frame t (the recipe checks it)
-        name = pair_name(offset, partner)
-        if partner not in reader.frame_offsets or name not in reader.flow_pairs or \
-                not reader.complete(flow_part(name))[i]:
-            return None
-        pair = FramePair(image_tensor(np.asarray(reader.frame(i, partner)), device),
-                         *stored_pair(reader, i, name, device))
-    return model.predict(image_tensor(rgb, device), window, stride, pair).argmax(1)[0].cpu()
+@dataclass
+class Predictor:
+    """How evaluation predicts a frame: the model's sliding `window` and `stride` on `device`, under bf16 autocast
+    when `bf16` (a bf16 recipe is evaluated as it trains; logits are returned as float32)."""
+    model: torch.nn.Module
+    window: tuple[int, int]
+    stride: tuple[int, int]
+    device: torch.device
+    bf16: bool = False
+
+    def logits(self, reader: StoreReader, i: int, offset: int, rgb: np.ndarray | None = None,
+               single_frame: bool = False) -> torch.Tensor | None:
+        """(1, C, H, W) float32 logits of the frame at `offset` of sample i (`rgb` replaces that frame's pixels);
+        None when a two-frame model's partner frame or flow is not in the store for this sample.
+        `single_frame`: a two-frame model predicts the frame on its own (no partner)."""
+        if rgb is None:
+            rgb = np.asarray(reader.frame(i, offset))
+        partner = None
+        if self.model.pair is not None and not single_frame:
+            other = offset + pair_offsets(self.model.pair)[1]  # pairs start at frame t (the recipe checks it)
+            name = pair_name(offset, other)
+            if other not in reader.frame_offsets or name not in reader.flow_pairs or \
+                    not reader.complete(flow_part(name))[i]:
+                return None
+            partner = Partner(image_tensor(np.asarray(reader.frame(i, other)), self.device),
+                              *stored_pair(reader, i, name, self.device))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model.predict(image_tensor(rgb, self.device), self.window, self.stride, partner)
+        return logits.float()

@@ -34,11 +34,11 @@ from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.adapt.refine import IGNORE, needs_truth, refine
 from vdatrain.adapt.video_discriminator import VideoAdversary
 from vdatrain.methods.student import student_loss
-from vdatrain.models.contract import FramePair
+from vdatrain.models.contract import Partner
 from vdatrain.models.warp import warp
 
 
-def _pair(spec, part: str) -> str:
+def _pair_name(spec, part: str) -> str:
     """The flow pair a video part (model.accel, adapt.video_disc) uses for the source or target batch."""
     return (spec.source_pair or spec.pair) if part == "source" else spec.pair
 
@@ -69,28 +69,28 @@ class SelfTraining:
         rcs = self.adapt.rcs
         return RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, seed) if rcs else None
 
-    def partner(self, part: dict, name: str, pair: str) -> FramePair:
+    def partner_of(self, part: dict, name: str, pair: str) -> Partner:
         """Frame t+k (B, 3, h, w), flow t -> t+k (B, 2, h, w) and its validity (B, h, w) of a batch part."""
         frame = part["image"][:, self.offsets[name].index(pair_offsets(pair)[1])]
-        return FramePair(frame, part[f"flow/{pair}"], part[f"valid/{pair}"])
+        return Partner(frame, part[f"flow/{pair}"], part[f"valid/{pair}"])
 
-    def two_frame(self, part: dict, name: str) -> FramePair | None:
+    def two_frame(self, part: dict, name: str) -> Partner | None:
         """A two-frame (ACCEL) student's other frame for a batch part; None for a single-frame one."""
-        return None if self.accel is None else self.partner(part, name, _pair(self.accel, name))
+        return None if self.accel is None else self.partner_of(part, name, _pair_name(self.accel, name))
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
         xs, ys, xt = src["image"][:, 0], src["label"], tgt["image"][:, 0]
-        src_pair, tgt_pair = self.two_frame(src, "source"), self.two_frame(tgt, "target")
+        src_partner, tgt_partner = self.two_frame(src, "source"), self.two_frame(tgt, "target")
 
-        loss, out = student_loss(net, xs, ys, None, self.detail_weight, amp, src_pair)
+        loss, out = student_loss(net, xs, ys, None, self.detail_weight, amp, src_partner)
         terms = {"source": loss}
         if self.fd is not None:
             terms["fd"] = self.fd.loss(out.features, out.feature_input, ys)
         yield terms
 
         refining = a.refine is not None and it >= a.refine.start_iter
-        teacher_logits, logits_k = self.teacher_logits(xt, tgt, tgt_pair, refining, amp)
+        teacher_logits, logits_k = self.teacher_logits(xt, tgt, tgt_partner, refining, amp)
         conf_t, pl = class_probs(teacher_logits, xt.shape[-2:]).max(1)  # upsampled and softmaxed once
         pw = confidence_weight(conf_t, a.pseudo_threshold, tgt.get("margin"))
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
@@ -98,36 +98,36 @@ class SelfTraining:
 
         if a.refine is None or refining:
             y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(conf_t, pl, pw, logits_k, tgt)
-            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_pair, tgt_pair, amp)}
+            yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_partner, tgt_partner, amp)}
 
         if a.mic is not None:
             x_aug = strong_augment(xt, a.augment) if a.augment is not None else xt
             keep = block_mask(len(xt), xt.shape[-2:], a.mic.block, a.mic.mask_ratio, xt.device)
-            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.detail_weight, amp, tgt_pair)[0]}
+            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.detail_weight, amp, tgt_partner)[0]}
 
         if self.adversary is not None:
-            other_s = self.partner(src, "source", _pair(a.video_disc, "source")).other
+            other_s = self.partner_of(src, "source", _pair_name(a.video_disc, "source")).other
             with torch.no_grad():
-                judged_source = self.frame_pair_logits(net, xs, other_s, amp)
-            other_t = self.partner(tgt, "target", _pair(a.video_disc, "target")).other
-            logits_t, logits_k = self.frame_pair_logits(net, xt, other_t, amp)
+                judged_source = self.two_frame_logits(net, xs, other_s, amp)
+            other_t = self.partner_of(tgt, "target", _pair_name(a.video_disc, "target")).other
+            logits_t, logits_k = self.two_frame_logits(net, xt, other_t, amp)
             self.adversary.judge(judged_source, (logits_t, logits_k))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
-    def teacher_logits(self, xt: torch.Tensor, tgt: dict, tgt_pair: FramePair | None, refining: bool,
+    def teacher_logits(self, xt: torch.Tensor, tgt: dict, tgt_partner: Partner | None, refining: bool,
                        amp) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The teacher's logits of frame t and, when refinement runs, of its partner t+k (single-frame, also for
         ACCEL: t+2k is not loaded). A single-frame teacher predicts both in one forward, each frame normalised
         with its own batch statistics (`batch_groups`), as two forwards would."""
         if not refining:
             with amp():
-                return self.teacher.predict(xt, tgt_pair), None
-        other = self.partner(tgt, "target", self.adapt.refine.pair).other
+                return self.teacher.predict(xt, tgt_partner), None
+        other = self.partner_of(tgt, "target", self.adapt.refine.pair).other
         with amp():
-            if tgt_pair is None:
+            if tgt_partner is None:
                 both = self.teacher.predict(torch.cat([xt, other]), group=len(xt))
                 return both[:len(xt)], both[len(xt):]
-            return self.teacher.predict(xt, tgt_pair), self.teacher.predict(other)
+            return self.teacher.predict(xt, tgt_partner), self.teacher.predict(other)
 
     def refined_label(self, conf_t: torch.Tensor, label_t: torch.Tensor, pw: torch.Tensor, logits_k: torch.Tensor,
                       tgt: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +135,7 @@ class SelfTraining:
         `pw` refined with its prediction of t+k (`logits_k`) warped to t: the label of frame t+k and its own
         weight (confident share x margins) travel through the flow."""
         r = self.adapt.refine
-        partner = self.partner(tgt, "target", r.pair)
+        partner = self.partner_of(tgt, "target", r.pair)
         probs_k = class_probs(logits_k, partner.flow.shape[-2:])
         pw_k = confidence_weight(probs_k.max(1)[0], self.adapt.pseudo_threshold, tgt.get("margin"))
         warped, ok = warp(torch.cat([probs_k, pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
@@ -145,26 +145,26 @@ class SelfTraining:
         self.stats["refine_kept"] = (label != IGNORE).float().mean().detach()
         return label, weight
 
-    def mix_loss(self, net, src, tgt, ys, y_t, pw, src_pair: FramePair | None, tgt_pair: FramePair | None,
+    def mix_loss(self, net, src, tgt, ys, y_t, pw, src_partner: Partner | None, tgt_partner: Partner | None,
                  amp) -> torch.Tensor:
         a, xs, xt = self.adapt, src["image"][:, 0], tgt["image"][:, 0]
-        pair = tgt_pair
+        partner = tgt_partner
         m = MIXES[a.mix](ys)
         if m is not None:
             x_mix, y_mix, w_mix = mix(m, xs, xt), mix(m, ys, y_t), mix(m, torch.ones_like(pw), pw)
             if a.consistent_mix:  # frame t+k and the flow follow the same mask
-                pair = FramePair(*(mix(m, getattr(src_pair, k), getattr(tgt_pair, k)) for k in ("other", "flow", "valid")))
+                partner = Partner(*(mix(m, getattr(src_partner, k), getattr(tgt_partner, k)) for k in ("other", "flow", "valid")))
         else:  # no mixing: the target alone
             x_mix, y_mix, w_mix = xt, y_t, pw
         if a.augment is not None:
-            if pair is not None:  # both frames of an image get one colour and blur draw
-                both = strong_augment(torch.stack([x_mix, pair.other], 1), a.augment)
-                x_mix, pair = both[:, 0], FramePair(both[:, 1], pair.flow, pair.valid)
+            if partner is not None:  # both frames of an image get one colour and blur draw
+                both = strong_augment(torch.stack([x_mix, partner.other], 1), a.augment)
+                x_mix, partner = both[:, 0], Partner(both[:, 1], partner.flow, partner.valid)
             else:
                 x_mix = strong_augment(x_mix, a.augment)
-        return student_loss(net, x_mix, y_mix, w_mix, self.detail_weight, amp, pair)[0]
+        return student_loss(net, x_mix, y_mix, w_mix, self.detail_weight, amp, partner)[0]
 
-    def frame_pair_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
+    def two_frame_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
         """Single-frame student logits of t and t+k from one forward of both, resized to the discriminator's input
         size (`adapt.video_disc.scale` x the crop): two (B, C, h, w)."""
         with amp():

@@ -12,15 +12,15 @@ from __future__ import annotations
 import torch
 
 from vdatrain.losses import segmentation_loss
-from vdatrain.models.contract import FramePair, SegOutput
+from vdatrain.models.contract import Partner, SegOutput
 
 
 def student_loss(net, image: torch.Tensor, label: torch.Tensor, weight: torch.Tensor | None, detail_weight: float,
-                 amp, pair: FramePair | None = None) -> tuple[torch.Tensor, SegOutput]:
+                 amp, partner: Partner | None = None) -> tuple[torch.Tensor, SegOutput]:
     """image (B, 3, H, W), label (B, H, W) int64, weight (B, H, W) or None -> (loss, the forward's output).
-    `pair`: a two-frame model's other frame, flow and validity; `detail_weight`: w_d (HRDA's 0.1)."""
+    `partner`: a two-frame model's other frame, flow and validity; `detail_weight`: w_d (HRDA's 0.1)."""
     with amp():
-        out = net(image, pair)
+        out = net(image, partner)
     loss = segmentation_loss(out.logits, label, weight)
     if out.detail is None:
         return loss, out

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from vdatrain.models import daformer, deeplabv2  # noqa: F401  (they register their variants)
 from vdatrain.models.accel import ACCEL
-from vdatrain.models.contract import FramePair, SegOutput
+from vdatrain.models.contract import Partner, SegOutput
 from vdatrain.models.hrda import HRDA
 from vdatrain.models.registry import MODELS
 
-__all__ = ["ACCEL", "HRDA", "MODELS", "FramePair", "SegOutput", "build_model", "check_model"]
+__all__ = ["ACCEL", "HRDA", "MODELS", "Partner", "SegOutput", "build_model", "check_model"]
 
 
 def check_model(name: str) -> str | None:
@@ -27,7 +27,7 @@ def check_model(name: str) -> str | None:
 def build_model(name: str, num_classes: int = 19, hrda=None, accel=None, checkpointing: bool = False):
     """The registered model `name`; wrapped in HRDA multi-resolution fusion when `hrda` (a recipe's model.hrda)
     is given, and then in the two-frame ACCEL model when `accel` (model.accel) is. `checkpointing`: the
-    backbone's stages are activation-checkpointed in training (exact; `vdatrain.models.checkpointing`)."""
+    backbone's stages are activation-checkpointed in training (exact; `vdatrain.models.recompute`)."""
     model = MODELS.get_or_raise(name)(num_classes=num_classes, checkpointing=checkpointing)
     if hrda is not None:
         model = HRDA(model, num_classes, hrda.context_scale, hrda.detail_crop, hrda.detail_stride, hrda.box_grid)

@@ -16,10 +16,10 @@ branch's output passes through unchanged (its loss is frame t's alone). In train
 frame t+k goes through the same forward as t (context plus the same detail box), not
 the sliding-window inference, which would cost several detail forwards per image.
 
-Inference (`predict(x, window, stride, pair)`) slides windows over each full frame
+Inference (`predict(x, window, stride, partner)`) slides windows over each full frame
 separately, then warps the full-resolution logits of t+k and fuses: a window of t is
 never paired with the same window of t+k, whose content has moved (the reference's bug).
-Without a pair, forward and predict are the single-frame model's (the video
+Without a partner, forward and predict are the single-frame model's (the video
 discriminator judges those; the teacher predicts frame t+k so for refinement).
 """
 
@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.models.contract import FramePair, SegOutput
+from vdatrain.models.contract import Partner, SegOutput
 from vdatrain.models.warp import warp
 
 
@@ -73,24 +73,24 @@ class ACCEL(nn.Module):
         warped = torch.where(ok[:, None], warped, logits_t)
         return self.fusion(torch.cat([logits_t, warped], dim=1))
 
-    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
+    def forward(self, x: torch.Tensor, partner: Partner | None = None) -> SegOutput:
         """x (B, 3, H, W) frame t -> SegOutput whose logits are fused with frame t+k's (B, C, H, W); the detail
         and features are frame t's. Under HRDA, frame t+k goes through the same training forward with the same
         detail box (not the sliding inference, which would cost several detail forwards per image)."""
         out = self.model(x)
-        if pair is None:
+        if partner is None:
             # keeps the fusion weight in the graph, so DDP finds a gradient for every parameter
             out.logits = out.logits + self.fusion.weight.sum() * 0
             return out
         with torch.no_grad():
-            logits_k = (self.model(pair.other, box=out.box) if out.box is not None else self.model(pair.other)).logits
-        out.logits = self.fuse(out.logits, logits_k, pair.flow, pair.valid)
+            logits_k = (self.model(partner.other, box=out.box) if out.box is not None else self.model(partner.other)).logits
+        out.logits = self.fuse(out.logits, logits_k, partner.flow, partner.valid)
         return out
 
-    def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None) -> torch.Tensor:
         """Frame t's logits fused with frame t+k's, each frame predicted whole (or by sliding windows) on its own,
-        (B, C, H, W); without `pair`, the single-frame model's prediction."""
+        (B, C, H, W); without `partner`, the single-frame model's prediction."""
         logits_t = self.model.predict(x, window, stride)
-        if pair is None:
+        if partner is None:
             return logits_t
-        return self.fuse(logits_t, self.model.predict(pair.other, window, stride), pair.flow, pair.valid)
+        return self.fuse(logits_t, self.model.predict(partner.other, window, stride), partner.flow, partner.valid)

@@ -1,16 +1,16 @@
-"""What every segmentation model takes and gives: one output type, one frame-pair argument, one `predict`.
+"""What every segmentation model takes and gives: one output type, one partner-frame argument, one `predict`.
 
 Training forward, every model:
 
-    model(x, pair=None) -> SegOutput
+    model(x, partner=None) -> SegOutput
 
     x     (B, 3, H, W) normalised RGB (ImageNet mean and std)
-    pair  FramePair of frame t+k, the flow t -> t+k and its validity, for two-frame models (ACCEL);
+    partner  Partner: frame t+k, the flow t -> t+k and its validity, for two-frame models (ACCEL);
           single-frame models take none
 
 Inference, every model:
 
-    model.predict(x, window=None, stride=None, pair=None) -> logits
+    model.predict(x, window=None, stride=None, partner=None) -> logits
 
     without `window`: the whole input in one prediction (the EMA teacher's pseudo-labels), logits
     (B, C, H/s, W/s) at the model's own stride (8 for DeepLabV2, 4 for DAFormer; 1 for HRDA and ACCEL,
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from vdatrain.data.geometry import Rect
 from vdatrain.models.sliding import slide_logits
 
-Box = tuple[int, int, int, int]  # (y0, y1, x0, x1) pixels of the input
 
 
 @dataclass
@@ -49,11 +49,11 @@ class SegOutput:
     features: torch.Tensor
     feature_input: torch.Tensor
     detail: torch.Tensor | None = None
-    box: Box | None = None
+    box: Rect | None = None
 
 
 @dataclass
-class FramePair:
+class Partner:
     """The other frame of a two-frame model, for a batch of frames t.
 
     other  (B, 3, H, W) frame t+k, normalised like frame t
@@ -66,13 +66,13 @@ class FramePair:
 
 
 class Segmenter(nn.Module):
-    """Base of single-frame models: `predict` from `forward`, no frame pair. Subclasses set `backbone`, `head`,
-    `output_stride` and define `forward(x, pair=None) -> SegOutput`."""
+    """Base of single-frame models: `predict` from `forward`, no partner frame. Subclasses set `backbone`, `head`,
+    `output_stride` and define `forward(x, partner=None) -> SegOutput`."""
 
     pair: str | None = None  # a single-frame model reads no flow
     output_stride: int = 1
 
-    def predict(self, x: torch.Tensor, window=None, stride=None, pair: FramePair | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None) -> torch.Tensor:
         if window is not None:
             return slide_logits(self.predict_whole, x, self.num_classes, window, stride)
         return self.predict_whole(x)

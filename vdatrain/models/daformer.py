@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.models.contract import FramePair, SegOutput, Segmenter
+from vdatrain.models.contract import Partner, SegOutput, Segmenter
 from vdatrain.models.mit import MixVisionTransformer
 from vdatrain.models.registry import MODELS
 
@@ -110,7 +110,7 @@ class DAFormer(Segmenter):
         """HRDA's scale-attention head for this network: a DAFormer head with a 1x1 fusion."""
         return DAFormerHead(self.backbone.out_channels, num_classes, self.embed, fusion="conv1x1")
 
-    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
+    def forward(self, x: torch.Tensor, partner: Partner | None = None) -> SegOutput:
         feats = self.backbone(x)
         return SegOutput(logits=self.head(feats), features=feats[-1], feature_input=x)
 

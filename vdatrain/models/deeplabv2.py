@@ -13,7 +13,7 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from vdatrain.models.contract import FramePair, SegOutput, Segmenter
+from vdatrain.models.contract import Partner, SegOutput, Segmenter
 from vdatrain.models.registry import MODELS
 from vdatrain.models.resnet import ResNet
 
@@ -45,7 +45,7 @@ class DeepLabV2(Segmenter):
         """HRDA's scale-attention head for this network: a second DeepLabV2 head."""
         return DLV2Head(self.backbone.out_channels, num_classes)
 
-    def forward(self, x: torch.Tensor, pair: FramePair | None = None) -> SegOutput:
+    def forward(self, x: torch.Tensor, partner: Partner | None = None) -> SegOutput:
         feats = self.backbone(x)
         return SegOutput(logits=self.head(feats), features=feats, feature_input=x)
 

@@ -35,11 +35,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vdatrain.models.batch_groups import batch_dependent
-from vdatrain.models.contract import Box, FramePair, SegOutput, Segmenter
+from vdatrain.data.geometry import Rect
+from vdatrain.models.contract import Partner, SegOutput, Segmenter
 from vdatrain.models.sliding import slide_logits
 
 
-def random_detail_box(height: int, width: int, crop: tuple[int, int], grid: int, generator=None) -> Box:
+def random_detail_box(height: int, width: int, crop: tuple[int, int], grid: int, generator=None) -> Rect:
     """A crop-sized box inside (height, width) whose corner lies on a `grid`-pixel lattice."""
     ch, cw = crop
     ny, nx = (height - ch) // grid + 1, (width - cw) // grid + 1
@@ -81,7 +82,7 @@ class HRDA(Segmenter):
         """(B, 3, h, w) full-resolution window -> (B, C, h/s, w/s)."""
         return self.head(self.backbone(x))
 
-    def fuse_train(self, s_context: torch.Tensor, attention: torch.Tensor, s_detail: torch.Tensor, box: Box,
+    def fuse_train(self, s_context: torch.Tensor, attention: torch.Tensor, s_detail: torch.Tensor, box: Rect,
                    size: tuple[int, int]) -> torch.Tensor:
         """Fuse at the detail stride for an input of `size` pixels; attention is zeroed outside the box."""
         s = self.output_stride
@@ -96,7 +97,7 @@ class HRDA(Segmenter):
         canvas[:, :, y0 // s:y0 // s + s_detail.shape[2], x0 // s:x0 // s + s_detail.shape[3]] = s_detail
         return _up(attention, out) * canvas + _up((1 - attention) * s_context, out)
 
-    def forward(self, x: torch.Tensor, pair: FramePair | None = None, box: Box | None = None) -> SegOutput:
+    def forward(self, x: torch.Tensor, partner: Partner | None = None, box: Rect | None = None) -> SegOutput:
         """Training forward with the detail box `box`, or one drawn now (torch's generator: the loop seeds it)."""
         if box is None:
             box = random_detail_box(*x.shape[-2:], self.detail_crop, self.box_grid)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.models.checkpointing import run_stage
+from vdatrain.models.recompute import run_stage
 
 HEADS, SR_RATIOS, MLP_RATIO = (1, 2, 5, 8), (8, 4, 2, 1), 4
 CONFIGS = {

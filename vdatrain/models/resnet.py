@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from vdatrain.models.checkpointing import run_stage
+from vdatrain.models.recompute import run_stage
 
 
 class BasicBlock(nn.Module):
@@ -69,7 +69,7 @@ class ResNet(nn.Module):
     max-pool with stride 2. `width`: channels of the first stage (64; every width
     scales with it; 8 gives the narrow network of `vdatrain check --narrow`).
     `checkpointing`: the four stages are activation-checkpointed in training
-    (`vdatrain.models.checkpointing`).
+    (`vdatrain.models.recompute`).
     """
 
     def __init__(self, depth: int = 101, stem: str = "deep", strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4),

@@ -9,11 +9,19 @@ architecture or one method part each and are not recipes on their own). The ship
 paper recipes are composed so: each file states only what is its own.
 
 `name` is never inherited: a recipe is called what its file says, else its file's stem.
+
+`imports:` lists the user's own modules (importable module names, or `.py` files relative to the
+recipe file) that register models, refinement strategies, mixes or weight formats; they are
+imported before the recipe is validated, so their names check like the shipped ones.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
+import sys
+import zlib
 from pathlib import Path
 
 import yaml
@@ -128,11 +136,44 @@ def merged_recipe_data(path, overrides: list[str] = ()) -> dict:
     return data
 
 
+def import_extensions(names, recipe_file: Path) -> None:
+    """Import each of `names` (the recipe's `imports`) once per process: a dotted module name, or a `.py` file
+    (relative to the recipe's folder). Errors name the entry."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise RecipeError(f"imports: expected a list of module names or .py files, got {names!r}")
+    for name in names:
+        try:
+            if name.endswith(".py"):
+                path = (recipe_file.parent / name).resolve()
+                key = f"vdatrain_user_{path.stem}_{zlib.crc32(str(path).encode()):08x}"  # one module per file
+                if key in sys.modules:
+                    continue
+                if not path.is_file():
+                    raise RecipeError(f"imports: {name}: file not found (looked at {path})")
+                spec = importlib.util.spec_from_file_location(key, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[key] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[key]
+                    raise
+            else:
+                importlib.import_module(name)
+        except RecipeError:
+            raise
+        except ModuleNotFoundError as e:
+            raise RecipeError(f"imports: {name}: no module named {e.name!r} (is it installed, or on PYTHONPATH?)") from None
+        except Exception as e:  # noqa: BLE001 - the user's module failed while it was imported
+            raise RecipeError(f"imports: {name}: importing it failed ({type(e).__name__}: {e})") from None
+
+
 def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     """Read (with its parents), override, validate; store paths come back joined to `data_root`."""
     path = find_recipe(path)
     data = merged_recipe_data(path, overrides)
     try:
+        import_extensions(data.get("imports", []), path)
         recipe = build(Recipe, data, "")
     except RecipeError as e:
         raise RecipeError(f"{path}: {e}") from None

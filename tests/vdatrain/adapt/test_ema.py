@@ -30,7 +30,7 @@ def test_update_is_the_moving_average_of_parameters_only():
 
 def test_the_teacher_predicts_without_dropout_but_with_batch_statistics():
     class Net(nn.Sequential):  # the model contract's whole-input prediction
-        def predict(self, x, window=None, stride=None, pair=None):
+        def predict(self, x, window=None, stride=None, partner=None):
             return self(x)
 
     student = Net(nn.BatchNorm1d(3, affine=False), nn.Dropout(0.9))

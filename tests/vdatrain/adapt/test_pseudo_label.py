@@ -2,7 +2,13 @@
 
 import torch
 
-from vdatrain.adapt.pseudo_label import pseudo_label
+from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
+
+
+def pseudo_label(logits, threshold, size=None, margin=None):
+    """What self-training does with the teacher's logits: the argmax label and the batch's confidence weight."""
+    confidence, label = class_probs(logits, size).max(1)
+    return label, confidence_weight(confidence, threshold, margin)
 
 
 def test_the_weight_is_one_scalar_for_the_whole_batch():

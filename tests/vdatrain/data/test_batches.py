@@ -5,7 +5,6 @@ import torch
 
 from vdatrain.data.batches import IterationBatches, batch_indices, loader, to_model
 from vdatrain.data.samples import SampleSpec, StoreSamples
-from vdatrain.distributed import Dist
 
 
 @pytest.fixture(scope="module")
@@ -13,17 +12,17 @@ def stores(tiny_store):
     return tiny_store("viper", "train"), tiny_store("cityscapes-seq", "val")
 
 
-def _batches(stores, dist=Dist(), batch=4):
+def _batches(stores, rank=0, world=1, batch=4):
     source = StoreSamples(SampleSpec(store=str(stores[0]), crop=(32, 48), max_class_ratio=0.75, seed=3))
     target = StoreSamples(SampleSpec(store=str(stores[1]), crop=(32, 48), labels=False, seed=3))
-    return IterationBatches(source, batch, seed=3, dist=dist, target=target)
+    return IterationBatches(source, batch, seed=3, rank=rank, world=world, target=target)
 
 
 def _same(a: dict, b: dict):
     assert a.keys() == b.keys()
     for stream in a:
         assert a[stream]["id"] == b[stream]["id"]
-        assert [list(x) for x in a[stream]["box"]] == [list(x) for x in b[stream]["box"]]
+        assert a[stream]["box"] == b[stream]["box"]
         for key, value in a[stream].items():
             if isinstance(value, torch.Tensor):
                 assert torch.equal(value, b[stream][key]), (stream, key)
@@ -52,15 +51,20 @@ def test_an_iteration_has_source_and_target_batches(stores):
 
 def test_processes_get_disjoint_shares_of_the_global_batch(stores):
     whole = _batches(stores)[5]
-    shares = [_batches(stores, Dist(rank=r, world=2))[5] for r in range(2)]
+    shares = [_batches(stores, rank=r, world=2)[5] for r in range(2)]
     for stream in ("source", "target"):
         assert shares[0][stream]["id"] + shares[1][stream]["id"] == whole[stream]["id"]
         assert torch.equal(torch.cat([s[stream]["image"] for s in shares]), whole[stream]["image"])
 
 
 def test_a_batch_that_does_not_split_is_an_error_naming_the_key(stores):
-    with pytest.raises(ValueError, match="train.batch_size: 3 does not split over 2 processes"):
-        _batches(stores, Dist(rank=0, world=2), batch=3)
+    from vdatrain.distributed import Dist
+    from vdatrain.recipe import RecipeError
+
+    with pytest.raises(RecipeError, match="train.batch_size: 3 does not split over 2 processes"):
+        Dist(rank=0, world=2).check_batch(3)
+    with pytest.raises(ValueError, match="a batch of 3 does not split over 2 processes"):
+        _batches(stores, rank=0, world=2, batch=3)
 
 
 @pytest.mark.parametrize("context", ["fork", "spawn"])

@@ -1,10 +1,14 @@
-"""Resize-then-crop from a native window equals resizing the frame; flows scale and flip correctly."""
+"""Resize-then-crop from a native window equals resizing the frame (the device crops of frames, the CPU crops of
+labels, one geometry); flows scale and flip correctly."""
 
 import cv2
 import numpy as np
 import pytest
 
-from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_mask, random_box
+import torch
+
+from vdatrain.data.crops import crop_part, label_crop
+from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_bounds, random_box
 
 
 def _frame(h=120, w=200, seed=0):
@@ -31,19 +35,25 @@ def test_window_read_equals_resizing_the_whole_frame(scale, flip):
         box = random_box(rng, img.shape[:2], scale, (64, 96), flip_p=float(flip))
         y0, y1, x0, x1 = window = box.native_window(*img.shape[:2])
         assert (y1 - y0) * (x1 - x0) < img.shape[0] * img.shape[1] or scale <= 0.5  # reads only what it needs
-        got = box.sample(img[y0:y1, x0:x1], window)
-        np.testing.assert_allclose(got.astype(int), _resize_then_crop(img, box).astype(int), atol=1)
-        assert got.shape == (box.h, box.w, 3)
+        part = {"image": torch.from_numpy(img[y0:y1, x0:x1].copy())[None, None], "box": [box], "window": [window]}
+        got = crop_part(part, torch.device("cpu"))["image"][0, 0]  # normalised (3, h, w)
+        from vdatrain.data.normalise import IMAGENET_MEAN, IMAGENET_STD
+        grey = got.permute(1, 2, 0).numpy() * IMAGENET_STD + IMAGENET_MEAN
+        np.testing.assert_allclose(grey, _resize_then_crop(img, box).astype(np.float32), atol=1 + 1e-3)
+        assert grey.shape == (box.h, box.w, 3)
 
 
-def test_labels_use_nearest_and_keep_their_values():
+@pytest.mark.parametrize("scale", [4 / 3, 2.0, 1.0, 0.75])
+def test_labels_use_nearest_and_keep_their_values(scale):
     label = np.random.default_rng(2).choice(np.array([0, 13, 255], np.uint8), (60, 100))
-    box = CropBox(2.0, 10, 20, 50, 70, flip=True)
-    window = box.native_window(60, 100)
-    y0, y1, x0, x1 = window
-    got = box.sample(label[y0:y1, x0:x1], window, nearest=True)
-    assert set(np.unique(got)) <= {0, 13, 255}
-    np.testing.assert_array_equal(got, _resize_then_crop(label, box, cv2.INTER_NEAREST))
+    rng = np.random.default_rng(3)
+    for flip in (False, True):
+        box = random_box(rng, label.shape, scale, (40, 56), flip_p=float(flip))
+        window = box.native_window(60, 100)
+        y0, y1, x0, x1 = window
+        got = label_crop(label[y0:y1, x0:x1], box, window)
+        assert set(np.unique(got)) <= {0, 13, 255} and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, _resize_then_crop(label, box, cv2.INTER_NEAREST))
 
 
 def _warp(img, flow):
@@ -53,7 +63,7 @@ def _warp(img, flow):
 
 
 @pytest.mark.parametrize("scale,flip", [(1.0, False), (2.0, False), (4 / 3, True), (0.75, True)])
-def test_transformed_flow_still_warps_the_transformed_frames(scale, flip):
+def test_transformed_flow_still_warps_the_transformed_frames(scale, flip, opencv):
     """Frame b = frame a shifted by (3, -2) px: the flow a -> b is (3, -2). After any crop, resize and
     flip of both frames and the flow, warping b with the flow must still give a."""
     big = _frame(160, 240, seed=3).astype(np.float32)
@@ -64,8 +74,8 @@ def test_transformed_flow_still_warps_the_transformed_frames(scale, flip):
     box = CropBox(scale, 6, 8, 64, 96, flip)
     window = box.native_window(120, 200)
     y0, y1, x0, x1 = window
-    ta, tb = box.sample(a[y0:y1, x0:x1], window), box.sample(b[y0:y1, x0:x1], window)
-    tf = box.flow(flow[y0:y1, x0:x1], window)
+    ta, tb = opencv.sample(box, a[y0:y1, x0:x1], window), opencv.sample(box, b[y0:y1, x0:x1], window)
+    tf = opencv.flow(box, flow[y0:y1, x0:x1], window)
     np.testing.assert_allclose(tf[..., 0], -3.0 * scale * (-1 if flip else 1), atol=1e-5)
     np.testing.assert_allclose(tf[..., 1], 2.0 * scale, atol=1e-5)
     err = np.abs(_warp(tb, tf) - ta)[8:-8, 8:-8].mean()
@@ -85,36 +95,21 @@ def test_class_ratio_rule():
     assert not class_ratio_ok(label)
 
 
-def test_margin_mask_scales_the_reference_margins():
-    m = margin_mask((128, 256))
-    assert m.shape == (128, 256)
-    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-    assert (rows[0], rows[-1] + 1) == (4, 128 - 30) and (cols[0], cols[-1] + 1) == (4, 256 - 4)
+def test_margins_scale_the_reference_margins():
+    assert margin_bounds((128, 256)) == (4, 128 - 30, 4, 256 - 4)
+    assert margin_bounds((1024, 2048)) == (30, 1024 - 240, 30, 2048 - 30)
 
 
-def test_the_fast_paths_give_exactly_what_one_affine_resampling_gives():
-    """Whole-pixel crops are slices, strided store windows go to OpenCV uncopied, flips are cv2.flip: the
-    values stay those of resampling a contiguous copy of the window and reversing its columns."""
-    import cv2
-
-    from vdatrain.data.geometry import random_box
-
-    def reference(box, data, window, nearest):
-        src = np.ascontiguousarray(data).view(np.uint8) if data.dtype == bool else np.ascontiguousarray(data)
-        out = cv2.warpAffine(src, box._matrix(window), (box.w, box.h), borderMode=cv2.BORDER_REPLICATE,
-                             flags=(cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP)
-        out = out.reshape(box.h, box.w, *src.shape[2:])
-        return np.ascontiguousarray(out[:, ::-1] if box.flip else out).astype(data.dtype)
-
+def test_label_crops_are_what_opencv_nearest_resampling_gives(opencv):
+    """Whole-pixel crops are slices, flips reverse the columns: the values stay those of one OpenCV nearest
+    resampling of the window (the oracle), at the paper's scales and others."""
     rng = np.random.default_rng(0)
     h, w = 120, 200
-    arrays = [(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), False), (rng.normal(0, 5, (h, w, 2)).astype(np.float32), False),
-              (rng.integers(0, 19, (h, w), dtype=np.uint8), True), (rng.random((h, w)) > 0.3, True)]
+    label = rng.integers(0, 19, (h, w), dtype=np.uint8)
     for t in range(120):
         box = random_box(rng, (h, w), [1.0, 4 / 3, 2.0, 0.75][t % 4], (48, 64), 0.5)
         window = box.native_window(h, w)
         y0, y1, x0, x1 = window
-        for data, nearest in arrays:
-            got = box.sample(data[y0:y1, x0:x1], window, nearest=nearest)
-            want = reference(box, data[y0:y1, x0:x1], window, nearest)
-            assert got.dtype == want.dtype and np.array_equal(got, want)
+        got = label_crop(label[y0:y1, x0:x1], box, window)
+        want = opencv.sample(box, label[y0:y1, x0:x1], window, nearest=True)
+        assert got.dtype == want.dtype and np.array_equal(got, want)

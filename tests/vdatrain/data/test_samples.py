@@ -8,8 +8,9 @@ from click.testing import CliRunner
 from flowprep.cli import cli
 from flowprep.store import StoreReader
 from vdatrain.data.batches import to_model
-from vdatrain.data.geometry import CropBox, class_ratio_ok, margin_mask
-from vdatrain.data.samples import IMAGENET_MEAN, IMAGENET_STD, SampleSpec, StoreSamples
+from vdatrain.data.geometry import class_ratio_ok
+from vdatrain.data.normalise import IMAGENET_MEAN, IMAGENET_STD
+from vdatrain.data.samples import SampleSpec, StoreSamples
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,8 @@ def _sample(ds, k, epoch=0, rare_class=None):
 
 
 @pytest.mark.parametrize("scale", [1.5, 1.0, 0.75])
-def test_frames_label_flow_and_masks_share_one_crop(store, scale):
-    """The device crops equal the CPU reference path (`CropBox.sample`, OpenCV): the same box, masks bit for bit,
+def test_frames_label_flow_and_masks_share_one_crop(store, scale, opencv):
+    """The device crops equal the OpenCV oracle (`opencv`, the CPU path before crops moved to the device): the same box, masks bit for bit,
     frames within one grey level (OpenCV rounds to 8 bits, the device keeps the float), flows to float rounding."""
     ds = StoreSamples(_spec(store, scale=scale))
     r = StoreReader(store)
@@ -40,26 +41,26 @@ def test_frames_label_flow_and_masks_share_one_crop(store, scale):
     for epoch in range(3):
         for k in range(len(ds)):
             item = _sample(ds, k, epoch)
-            box = CropBox(*item["box"][0])
+            box = item["box"][0]
             i = item["index"][0]
             window = box.native_window(*r.resolution)
             assert item["window"] == [window]
             assert item["image"].shape == (1, 2, 3, h, w) and item["image"].dtype == torch.float32
             for f, o in enumerate((-1, 0)):
-                frame = box.sample(r.frame(i, o, window), window).astype(np.float32)
+                frame = opencv.sample(box, r.frame(i, o, window), window).astype(np.float32)
                 grey = item["image"][0, f].permute(1, 2, 0).numpy() * IMAGENET_STD + IMAGENET_MEAN
                 np.testing.assert_allclose(grey, frame, atol=1.0 + 1e-3)
                 if scale == 1.0:  # whole-pixel crops: no resampling, the very values
                     np.testing.assert_allclose(grey, frame, atol=1e-3)
             assert item["label"].dtype == torch.int64
-            np.testing.assert_array_equal(item["label"][0].numpy(), box.sample(r.label(i, 0, window), window, nearest=True))
+            np.testing.assert_array_equal(item["label"][0].numpy(), opencv.sample(box, r.label(i, 0, window), window, nearest=True))
             np.testing.assert_allclose(item["flow/bwd_1"][0].numpy().transpose(1, 2, 0),
-                                       box.flow(r.flow(i, "bwd_1", window), window), atol=1e-4)
+                                       opencv.flow(box, r.flow(i, "bwd_1", window), window), atol=1e-4)
             np.testing.assert_array_equal(item["valid/bwd_1"][0].numpy(),
-                                          box.sample(r.flow_valid(i, "bwd_1", window), window, nearest=True))
+                                          opencv.sample(box, r.flow_valid(i, "bwd_1", window), window, nearest=True))
             y0, y1, x0, x1 = window
             np.testing.assert_array_equal(item["margin"][0].numpy(),
-                                          box.sample(margin_mask(r.resolution)[y0:y1, x0:x1], window, nearest=True))
+                                          opencv.sample(box, opencv.margin_mask(r.resolution)[y0:y1, x0:x1], window, nearest=True))
 
 
 def test_the_loader_copies_native_windows_in_their_stored_form(store):

@@ -75,3 +75,13 @@ def test_student_and_teacher_are_evaluated(recipe, clean_run, tmp_path):
         assert result.exit_code == 0, result.output
         assert f"vdatrain{' (teacher)' if branch == 'teacher' else ''} weights" in result.output
         assert (tmp_path / branch / "confusion.npy").is_file()
+
+
+@pytest.mark.parametrize("retries", [0, 1, 10])
+def test_every_number_of_rare_class_retries_the_schema_accepts_trains(recipe, tmp_path, retries):
+    """retries 0 is one draw, unchecked (it was an UnboundLocalError in a loader worker)."""
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run_dir), "--set", "train.iters=1",
+                                      "--set", f"adapt.rcs.retries={retries}", "--set", "train.workers=1"])
+    assert result.exit_code == 0, result.output
+    assert [r["iteration"] for r in _records(run_dir) if "loss" in r] == [1]

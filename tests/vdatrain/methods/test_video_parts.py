@@ -7,7 +7,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-from vdatrain.adapt.pseudo_label import class_probs, pseudo_label
+from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
 from vdatrain.methods.self_training import SelfTraining
 from vdatrain.models import SegOutput
 from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
@@ -24,13 +24,13 @@ class Spy(nn.Module):
         self.scale = nn.Parameter(torch.tensor(10.0))
         self.calls = []
 
-    def forward(self, x, pair=None):
-        self.calls.append({"x": x, **({"other": pair.other, "flow": pair.flow, "valid": pair.valid} if pair else {})})
+    def forward(self, x, partner=None):
+        self.calls.append({"x": x, **({"other": partner.other, "flow": partner.flow, "valid": partner.valid} if partner else {})})
         logits = self.scale * x
         return SegOutput(logits=logits, features=logits, feature_input=x)
 
-    def predict(self, x, window=None, stride=None, pair=None):
-        return self(x, pair).logits
+    def predict(self, x, window=None, stride=None, partner=None):
+        return self(x, partner).logits
 
 
 def _recipe(accel=False, **adapt):
@@ -95,7 +95,8 @@ def _refine(strategy, flow_u, invalid="ignore", margin=None):
         torch.testing.assert_close(logits_k, st.teacher.predict(previous))
         conf_t, label_t = class_probs(logits_t, (H, W)).max(1)
         label, weight = st.refined_label(conf_t, label_t, torch.full((1, H, W), 0.25), logits_k, tgt)
-        _, weight_k = pseudo_label(st.teacher.predict(previous), st.adapt.pseudo_threshold, (H, W), margin)
+        conf_k = class_probs(st.teacher.predict(previous), (H, W)).max(1)[0]
+        weight_k = confidence_weight(conf_k, st.adapt.pseudo_threshold, margin)
     _refine.weights = weight, weight_k
     return label, st.stats["refine_kept"]
 

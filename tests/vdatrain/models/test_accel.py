@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from vdatrain.models import FramePair, SegOutput, build_model
+from vdatrain.models import Partner, SegOutput, build_model
 from vdatrain.models.accel import ACCEL
 from vdatrain.models.contract import Segmenter
 from vdatrain.recipe import ACCELSpec, HRDASpec
@@ -16,7 +16,7 @@ class _Echo(Segmenter):
         super().__init__()
         self.num_classes = num_classes
 
-    def forward(self, x, pair=None):
+    def forward(self, x, partner=None):
         return SegOutput(logits=x, features=x, feature_input=x)
 
 
@@ -33,7 +33,7 @@ def test_the_fused_output_equals_the_single_frame_model_at_step_0():
     x, other = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     flow, valid = torch.randn(2, 2, 64, 64) * 3, torch.rand(2, 64, 64) > 0.3
     with torch.no_grad():
-        fused = model(x, FramePair(other, flow, valid)).logits
+        fused = model(x, Partner(other, flow, valid)).logits
         single = nn.functional.interpolate(model.model(x).logits, size=(64, 64), mode="bilinear",
                                            align_corners=False)
     assert fused.shape == (2, 5, 64, 64)
@@ -45,7 +45,7 @@ def test_gradients_flow_through_frame_t_only_and_reach_the_fusion():
     model = build_model("deeplabv2_r18", 5, HRDASpec(detail_crop=(32, 32), detail_stride=(16, 16)), ACCELSpec())
     x = torch.randn(2, 3, 64, 64, requires_grad=True)
     other = torch.randn(2, 3, 64, 64, requires_grad=True)
-    out = model(x, FramePair(other, torch.zeros(2, 2, 64, 64), None))
+    out = model(x, Partner(other, torch.zeros(2, 2, 64, 64), None))
     assert out.box is not None and out.detail.shape == (2, 5, 4, 4)  # HRDA drew the detail box
     (out.logits.square().mean() + out.detail.mean()).backward()
     assert other.grad is None  # frame t+k is predicted without gradients
@@ -62,7 +62,7 @@ def test_invalid_warps_fall_back_to_frame_t_logits():
     valid = torch.ones(1, 4, 4, dtype=torch.bool)
     valid[0, 0, 0] = False
     with torch.no_grad():
-        out = model.predict(t, pair=FramePair(k, torch.zeros(1, 2, 4, 4), valid))
+        out = model.predict(t, partner=Partner(k, torch.zeros(1, 2, 4, 4), valid))
     assert out[0, :, 0, 0].tolist() == [1.0, 1.0, 1.0] and out[0, :, 1, 1].tolist() == [7.0, 7.0, 7.0]
 
 
@@ -80,7 +80,7 @@ def test_dual_frame_sliding_inference_warps_full_frames_not_paired_windows():
     flow = torch.zeros(1, 2, 24, 40)
     flow[:, 0] = 4.0  # t -> t+k: content of pixel x of t is at x + 4 in t+k
     with torch.no_grad():
-        out = model.predict(t, (16, 16), (8, 8), FramePair(k, flow, None))
+        out = model.predict(t, (16, 16), (8, 8), Partner(k, flow, None))
     torch.testing.assert_close(out, t)  # the last 4 columns leave the frame and fall back to frame t
 
 

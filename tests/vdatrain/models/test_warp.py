@@ -30,7 +30,7 @@ def test_labels_stay_integer_and_the_callers_mask_is_respected():
     assert out.tolist() == [[[[1, 0], [0, 0]]]] and ok.tolist() == [[[True, False], [False, False]]]
 
 
-def test_warping_a_resized_and_flipped_crop_matches_warping_the_frame():
+def test_warping_a_resized_and_flipped_crop_matches_warping_the_frame(opencv):
     """Image motion under the pipeline's conventions: crop both frames and their flow with one box."""
     h, w = 40, 64
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -41,9 +41,9 @@ def test_warping_a_resized_and_flipped_crop_matches_warping_the_frame():
         box = CropBox(scale=1.5, y0=6, x0=10, h=32, w=48, flip=flip)
         window = box.native_window(h, w)
         y0, y1, x0, x1 = window
-        crop_k = box.sample(frame_k[y0:y1, x0:x1, None].repeat(3, 2), window)[..., 0]
-        crop_t = box.sample(frame_t[y0:y1, x0:x1, None].repeat(3, 2), window)[..., 0]
-        crop_flow = box.flow(flow[y0:y1, x0:x1], window)
+        crop_k = opencv.sample(box, frame_k[y0:y1, x0:x1, None].repeat(3, 2), window)[..., 0]
+        crop_t = opencv.sample(box, frame_t[y0:y1, x0:x1, None].repeat(3, 2), window)[..., 0]
+        crop_flow = opencv.flow(box, flow[y0:y1, x0:x1], window)
         out, ok = warp(torch.from_numpy(crop_k)[None, None], torch.from_numpy(crop_flow.transpose(2, 0, 1).copy())[None])
         inner = ok[0].numpy()
         inner[:3], inner[-3:], inner[:, :3], inner[:, -3:] = False, False, False, False

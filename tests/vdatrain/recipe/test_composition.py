@@ -15,11 +15,26 @@ from vdatrain.recipe import RecipeError, load_recipe, merged_recipe_data, shippe
 BEFORE = Path(__file__).parent / "data" / "recipes-before-composition.json.gz"
 
 
+# Keys added to the schema since that commit, with the value every shipped recipe takes.
+ADDED = {("imports",): []}
+
+
+def _without_added(recipe: dict) -> dict:
+    out = json.loads(json.dumps(recipe))
+    for path, value in ADDED.items():
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) or {}
+        if path[-1] in node:
+            assert node.pop(path[-1]) == value, (recipe["name"], path)
+    return out
+
+
 def test_every_shipped_recipe_is_what_it_was_before_the_recipes_were_composed():
     """The recipes of commit cb2ec11 (one file per recipe, one parent at most), validated, as JSON: composing
-    them from pieces changed no value of any of them."""
+    them from pieces changed no value of any of them (keys the schema gained since take the values in ADDED)."""
     before = json.loads(gzip.decompress(BEFORE.read_bytes()))
-    now = {name: json.loads(json.dumps(asdict(load_recipe(name)))) for name in shipped_recipes()}
+    now = {name: _without_added(asdict(load_recipe(name))) for name in shipped_recipes()}
     assert sorted(now) == sorted(before)
     for name in before:
         assert now[name] == before[name], name

@@ -5,7 +5,7 @@ import torch
 
 from vdatrain.models import build_model
 from vdatrain.checkpoint import load_checkpoint_weights
-from vdatrain.models.checkpoints import map_mmseg_keys
+from vdatrain.models.mmseg import map_mmseg_keys
 from vdatrain.models.weights import WeightsError
 from vdatrain.recipe import HRDASpec
 
