@@ -55,7 +55,8 @@ def samples(data: DataSpec, seed: int, verify: bool = False, **options) -> Store
     the method asks of that part (`method.sample_options`)."""
     return StoreSamples(SampleSpec(store=data.store, crop=data.crop, scale=data.scale, offsets=tuple(data.offsets),
                                    flows=tuple(data.flows), max_class_ratio=data.max_class_ratio,
-                                   margins=data.margins, seed=seed, verify=verify, **options))
+                                   margins=data.margins, label_resize=data.label_resize, seed=seed, verify=verify,
+                                   **options))
 
 
 def build_model_with_weights(recipe: Recipe) -> torch.nn.Module:

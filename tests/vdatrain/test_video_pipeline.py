@@ -1,5 +1,6 @@
 """A video recipe end to end through the command line: ACCEL with consistent mixup, consistency
-refinement and the video discriminator train, resume, and evaluate dual-frame with temporal metrics."""
+refinement and the video discriminator (judging the fused logits of t and of t-1, which reads frame t-2)
+train, resume, and evaluate dual-frame with temporal metrics."""
 
 import json
 
@@ -11,8 +12,8 @@ from vdatrain.cli import cli
 RECIPE = """
 name: tiny-video
 label: tiny MOM+disc
-source: {{store: {source}, crop: [64, 64], offsets: [0, -1], flows: [bwd_1]}}
-target: {{store: {target}, crop: [64, 64], offsets: [0, -1], flows: [bwd_1]}}
+source: {{store: {source}, crop: [64, 64], offsets: [0, -1, -2], flows: [bwd_1, bwd_1_at_m1]}}
+target: {{store: {target}, crop: [64, 64], offsets: [0, -1, -2], flows: [bwd_1, bwd_1_at_m1]}}
 eval: {{store: {val}, classes: viper, window: [64, 64], stride: [32, 32]}}
 model: {{name: deeplabv2_r18, hrda: {{detail_crop: [32, 32], detail_stride: [16, 16]}}, accel: {{pair: bwd_1}}}}
 adapt:

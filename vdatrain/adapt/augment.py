@@ -103,13 +103,18 @@ def gaussian_blur(x: torch.Tensor, kernel: tuple[int, int], sigma: float) -> tor
     return torch.nn.functional.conv2d(y, taps[1][:, None].expand(c, 1, ky, 1), groups=c).reshape(x.shape)
 
 
-def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
+def strong_augment(images: torch.Tensor, spec, draws: str = "image") -> torch.Tensor:
     """(B, 3, H, W) normalised -> augmented, normalised; `spec` is a recipe's adapt.augment.
 
-    (B, F, 3, H, W) -> the same: the F frames of an image share one draw (consistent mixup)."""
+    (B, F, 3, H, W) -> the same: the F frames of an image share one draw. The jitter and blur coins are drawn
+    per `spec.coins`; the jitter factors per image; the jitter order and the blur sigma per image, or once for
+    the batch with `draws="batch"` (the reference's one call on a whole batch, as on MIC's path; per image on
+    the mixed path, where it called the augmentation image by image)."""
     mean, std = unit_mean_std(images.device)
     if spec.coins == "batch":
         jitter, blur = float(torch.rand(())) < spec.jitter_p, float(torch.rand(())) < spec.blur_p
+    if draws == "batch":
+        order, sigma = torch.randperm(4).tolist(), _uniform(*spec.blur_sigma)
     ops = jitter_ops(spec)
     out = []
     for img in images.float():
@@ -117,13 +122,13 @@ def strong_augment(images: torch.Tensor, spec) -> torch.Tensor:
         if spec.coins == "image":
             jitter = float(torch.rand(())) < spec.jitter_p
         if jitter:
-            for i in torch.randperm(len(ops)).tolist():
+            for i in (order if draws == "batch" else torch.randperm(len(ops)).tolist()):
                 x = ops[i](x)
         if spec.coins == "image":
             blur = float(torch.rand(())) < spec.blur_p
         if blur:
-            sigma = _uniform(*spec.blur_sigma)
+            s = sigma if draws == "batch" else _uniform(*spec.blur_sigma)
             x = gaussian_blur(x, (blur_kernel(x.shape[-1], spec.blur_kernel), blur_kernel(x.shape[-2], spec.blur_kernel)),
-                              sigma)
+                              s)
         out.append((x - mean) / std)
     return torch.stack(out).to(images.dtype)

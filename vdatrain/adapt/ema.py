@@ -37,10 +37,13 @@ def teacher_mode(model: nn.Module) -> None:
 
 
 class EMATeacher:
-    def __init__(self, student: nn.Module, alpha: float = 0.999):
+    """`statistics`: "joint" (each prediction one forward, BatchNorm statistics of all its sliding windows and
+    frames together: the reference) or "per_window" (each window and frame normalised on its own)."""
+
+    def __init__(self, student: nn.Module, alpha: float = 0.999, statistics: str = "joint"):
         self.model = copy.deepcopy(student)
         self.model.requires_grad_(False)
-        self.alpha = alpha
+        self.alpha, self.statistics = alpha, statistics
 
     @torch.no_grad()
     def update(self, student: nn.Module, it: int) -> None:
@@ -51,13 +54,13 @@ class EMATeacher:
         torch._foreach_add_(teacher, [s.detach() for s in student.parameters()], alpha=1 - a)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, partner=None, group: int | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, partner=None) -> torch.Tensor:
         """The teacher's whole-crop logits for (B, 3, H, W) (`predict` of the model contract): training-mode
         normalisation, no dropout or drop-path. `partner`: a two-frame (ACCEL) teacher's other frame (`Partner`).
-
-        BatchNorm normalises each `group` consecutive images (default: all B) with their own statistics, so
-        stacked batches (frame t and its partner t+k) and stacked detail windows give what separate forwards
-        gave (`models.batch_groups`)."""
+        One forward: the statistics of the B images' detail windows (and frames) together, or, "per_window",
+        of each window's B images (`models.batch_groups`)."""
         teacher_mode(self.model)
-        with batch_groups(self.model, group or len(x)):
+        if self.statistics == "joint":
+            return self.model.predict(x, partner=partner)
+        with batch_groups(self.model, len(x)):
             return self.model.predict(x, partner=partner)

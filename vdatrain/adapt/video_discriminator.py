@@ -6,19 +6,23 @@ Input, by `softmax` (recipe `adapt.video_disc`; the defaults are the reference c
   and passed through ONE softmax over all 2C channels;
 - "per_frame" (DA-VSN's own): each frame's softmax on its own, then stacked.
 Network: AdaptSegNet's, five 4x4 stride-2 convolutions 64-128-256-512-1 with LeakyReLU
-0.2 between them -> (B, 1, h/32, w/32). Least-squares GAN: the discriminator learns
-D(source) -> 1, D(target) -> 0,
+0.2 between them -> (B, 1, h/32, w/32). Least-squares GAN with the reference's labels
+(source 0, target 1; `uda/dacsAdvseg.py` `forward_train_videodisc`): the discriminator learns
+D(source) -> 0, D(target) -> 1,
 
-    L_D = 1/2 [mean (D(p_s) - 1)^2 + mean D(p_t)^2]     (its own Adam and poly schedule)
+    L_D = own_loss_scale * 1/2 [mean D(p_s)^2 + mean (D(p_t) - 1)^2]   (its own Adam and poly schedule)
 
-and the segmentation network is pushed to make target predictions look like source ones,
+with own_loss_scale 0.1 (the reference's adv_scale on its D losses), and the segmentation
+network is pushed to make target predictions look like source ones,
 
-    L_adv = weight * mean (D(p_t) - 1)^2
+    L_adv = weight * mean D(p_t)^2
 
 with weight 1e-4 in the reference code (lambda_adv_target 0.001 x adv_scale 0.1); the
 paper's text says 0.1 (the `*-paper-text` recipes). The discriminator's step runs
 after the segmentation network's, on detached predictions: `VideoAdversary.optimizer()`
 declares it to the training loop (`vdatrain.optim.PartOptimizer`), which steps it.
+Which logits it judges (each frame in its own forward, a two-frame student's fused
+logits) is the method's business (`vdatrain.methods.self_training`).
 """
 
 from __future__ import annotations
@@ -47,18 +51,21 @@ class VideoDiscriminator(nn.Module):
         return torch.cat([F.softmax(logits_t.float(), dim=1), F.softmax(logits_k.float(), dim=1)], dim=1)
 
     def forward(self, logits_t: torch.Tensor, logits_k: torch.Tensor) -> torch.Tensor:
-        """Two (B, C, h, w) logits -> (B, 1, h/32, w/32) scores (1 = source)."""
+        """Two (B, C, h, w) logits -> (B, 1, h/32, w/32) scores (0 = source, 1 = target)."""
         return self.net(self.inputs(logits_t, logits_k))
 
 
+SOURCE, TARGET = 0.0, 1.0  # the discriminator's labels (the reference's)
+
+
 def discriminator_loss(d_source: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
-    """LS-GAN loss of the discriminator: source scores towards 1, target scores towards 0."""
-    return 0.5 * (((d_source - 1) ** 2).mean() + (d_target ** 2).mean())
+    """LS-GAN loss of the discriminator: source scores towards SOURCE, target scores towards TARGET."""
+    return 0.5 * (((d_source - SOURCE) ** 2).mean() + ((d_target - TARGET) ** 2).mean())
 
 
 def adversarial_loss(d_target: torch.Tensor) -> torch.Tensor:
-    """LS-GAN loss of the segmentation network: target scores towards 1 (look like the source)."""
-    return ((d_target - 1) ** 2).mean()
+    """LS-GAN loss of the segmentation network: target scores towards SOURCE (look like the source)."""
+    return ((d_target - SOURCE) ** 2).mean()
 
 
 class VideoAdversary:
@@ -98,7 +105,7 @@ class VideoAdversary:
             return None
         source, target = self._judged
         self._judged = None
-        return discriminator_loss(self.model(*source), self.model(*target))
+        return self.spec.own_loss_scale * discriminator_loss(self.model(*source), self.model(*target))
 
     def optimizer(self):
         from vdatrain.optim import PartOptimizer

@@ -10,7 +10,9 @@ coordinates quantised the way `cv2.warpAffine` quantises them (1/32 px for bilin
 nearest pixel for nearest), the frame's edge replicated. So nearest-sampled arrays (validity, margins)
 are bit-identical to the CPU path, and bilinear ones differ only in arithmetic: frames by at most one
 grey level (OpenCV rounds its 8-bit result, we keep the float), flows by float rounding (~1e-6 px).
-Labels are cropped on the CPU (`label_crop`), where the crop search reads them, with the same nearest taps.
+Labels are cropped on the CPU (`label_crop`), where the crop search reads them: by default with OpenCV's
+`resize` rule (floor(x / scale), what the reference's labels were resized with), or with the same nearest
+taps as the masks.
 """
 
 from __future__ import annotations
@@ -56,15 +58,30 @@ def nearest_taps(n: int, start: int, scale: float, offset: int, size: int, *, fl
     return i.flip(0) if flip else i
 
 
-def label_crop(label: np.ndarray, box, window) -> np.ndarray:
-    """(wh, ww) uint8 native label window (`box.native_window`) -> (h, w) crop of `box` (a `CropBox`), nearest
-    pixel as the device crops pick it; on the CPU, for the crop search and the batch."""
+def floor_taps(n: int, start: int, native: int, resized: int, offset: int, *, flip: bool = False) -> np.ndarray:
+    """(n,) window pixels of output pixels start..start+n-1 along one axis, as OpenCV's `resize` with
+    INTER_NEAREST picks them: floor(x * native / resized), computed in double as OpenCV does, clamped."""
+    ifx = 1.0 / (resized / native)
+    i = np.minimum(np.floor(np.arange(start, start + n, dtype=np.float64) * ifx).astype(np.int64), native - 1)
+    i -= offset
+    return i[::-1] if flip else i
+
+
+def label_crop(label: np.ndarray, box, window, rule: str = "floor", native: tuple[int, int] | None = None) -> np.ndarray:
+    """(wh, ww) uint8 native label window (`box.native_window`) -> (h, w) crop of `box` (a `CropBox`) of a frame of
+    `native` (H, W) pixels, by nearest neighbour: "floor", OpenCV's `resize` (the reference resized labels so),
+    or "centre", the nearest pixel centre as the device crops sample masks. On the CPU, for the crop search."""
     wy0, wy1, wx0, wx1 = window
     if box.scale == 1:
         out = label[box.y0 - wy0:box.y0 - wy0 + box.h, box.x0 - wx0:box.x0 - wx0 + box.w]
         return np.array(out[:, ::-1] if box.flip else out)
-    ny = nearest_taps(box.h, box.y0, box.scale, wy0, wy1 - wy0, combined=True).numpy()
-    nx = nearest_taps(box.w, box.x0, box.scale, wx0, wx1 - wx0, flip=box.flip).numpy()
+    if rule == "floor":
+        (nh, nw) = native
+        ny = floor_taps(box.h, box.y0, nh, round(nh * box.scale), wy0)
+        nx = floor_taps(box.w, box.x0, nw, round(nw * box.scale), wx0, flip=box.flip)
+    else:
+        ny = nearest_taps(box.h, box.y0, box.scale, wy0, wy1 - wy0, combined=True).numpy()
+        nx = nearest_taps(box.w, box.x0, box.scale, wx0, wx1 - wx0, flip=box.flip).numpy()
     return label[ny[:, None], nx[None, :]]
 
 

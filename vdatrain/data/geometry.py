@@ -34,10 +34,11 @@ class CropBox:
     flip: bool = False
 
     def native_window(self, height: int, width: int) -> Rect:
-        """The native pixels bilinear sampling of this crop touches (plus one of margin), clipped to the frame."""
+        """The native pixels sampling this crop touches (plus one of margin), clipped to the frame."""
         s = self.scale
-        y0 = math.floor((self.y0 + 0.5) / s - 0.5) - 1
-        x0 = math.floor((self.x0 + 0.5) / s - 0.5) - 1
+        # from pixel centres (bilinear, nearest), and from floor(x / s) (OpenCV's nearest resize of labels)
+        y0 = min(math.floor((self.y0 + 0.5) / s - 0.5) - 1, math.floor(self.y0 / s))
+        x0 = min(math.floor((self.x0 + 0.5) / s - 0.5) - 1, math.floor(self.x0 / s))
         y1 = math.ceil((self.y0 + self.h - 0.5) / s - 0.5) + 2
         x1 = math.ceil((self.x0 + self.w - 0.5) / s - 0.5) + 2
         return max(y0, 0), min(y1, height), max(x0, 0), min(x1, width)

@@ -34,6 +34,7 @@ class SampleSpec:
     flows: tuple[str, ...] = ()  # stored flow pairs returned (with their validity)
     max_class_ratio: float | None = None  # source crops: retry until no class covers more than this
     crop_retries: int = 10
+    label_resize: str = "floor"  # nearest label resizing: OpenCV's resize (floor) or pixel centres
     flip_p: float = 0.5
     margins: bool = False  # return the pseudo-label margin mask (Cityscapes targets)
     seed: int = 0
@@ -110,33 +111,37 @@ class StoreSamples:
     def box(self, k: int, epoch: int, rare_class: int | None = None) -> tuple[CropBox, np.ndarray | None]:
         """The crop of item k in `epoch`, and its label when a search read it.
 
-        Source crops are redrawn (up to `crop_retries` times) until no class covers more than
-        `max_class_ratio`; if none qualifies the last checked draw is kept (mmseg uses one more,
-        unchecked draw). With `rare_class` (rare class sampling), that whole draw is repeated up to
-        `rare_retries` times until the crop holds more than `rare_min_pixels` pixels of the class.
+        Source crops are checked up to `crop_retries` times, each failure drawing a new one, until no class
+        covers more than `max_class_ratio`; after that many failures the last draw is kept unchecked (mmseg's
+        `RandomCrop`: an 11th crop after 10). With `rare_class` (rare class sampling), that whole draw is
+        checked up to `rare_retries` times likewise, until the crop holds more than `rare_min_pixels` pixels of
+        the class (the reference's `get_rare_class_sample`). Retries 0: one draw, unchecked.
         """
-        s, r = self.spec, self.reader
+        s = self.spec
         rng = np.random.default_rng([s.seed, epoch, k])
-        for _ in range(max(s.rare_retries, 1) if rare_class is not None else 1):  # retries 0: one draw
-            box, label = self._ratio_box(rng, k)
-            if rare_class is None:
-                return box, label
-            if label is None:
-                window = box.native_window(*r.resolution)
-                label = label_crop(r.label(self.indices[k], 0, window), box, window)
+        box, label = self._ratio_box(rng, k)
+        if rare_class is None:
+            return box, label
+        for _ in range(s.rare_retries):
+            label = self._label(k, box) if label is None else label
             if np.count_nonzero(label == rare_class) > s.rare_min_pixels:
                 break
+            box, label = self._ratio_box(rng, k)
         return box, label
+
+    def _label(self, k: int, box: CropBox) -> np.ndarray:
+        window = box.native_window(*self.reader.resolution)
+        return label_crop(self.reader.label(self.indices[k], 0, window), box, window, self.spec.label_resize,
+                          self.reader.resolution)
 
     def _ratio_box(self, rng: np.random.Generator, k: int) -> tuple[CropBox, np.ndarray | None]:
         s, r = self.spec, self.reader
         box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         if s.max_class_ratio is None or not s.labels:
             return box, None
-        for attempt in range(s.crop_retries):
-            window = box.native_window(*r.resolution)
-            label = label_crop(r.label(self.indices[k], 0, window), box, window)
-            if class_ratio_ok(label, s.max_class_ratio) or attempt == s.crop_retries - 1:
+        for _ in range(s.crop_retries):
+            label = self._label(k, box)
+            if class_ratio_ok(label, s.max_class_ratio):
                 return box, label
             box = random_box(rng, r.resolution, s.scale, s.crop, s.flip_p)
         return box, None
@@ -147,7 +152,7 @@ class StoreSamples:
         box, label = self.box(k, epoch, rare_class)
         window = box.native_window(*r.resolution)
         if s.labels and label is None:
-            label = label_crop(r.label(i, 0, window), box, window)
+            label = self._label(k, box)
         return Draw(i, box, window, label if s.labels else None)
 
     def batch(self, draws: list[Draw]) -> dict:

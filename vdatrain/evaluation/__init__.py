@@ -38,7 +38,7 @@ def evaluate(recipe, model, d, out_dir=None, pictures: int = 0, temporal: bool =
     if pictures:
         title = f"{(run or {}).get('label') or recipe.name} ({recipe.model.name})"
         evaluators.append(Pictures(Path(out_dir) / "pictures", pictures, title, evaluated_classes(e.classes)[0]))
-    predictor = Predictor(model, e.window, e.stride, d.device, recipe.train.precision == "bf16")
+    predictor = Predictor(model, e.window, e.stride, d.device, recipe.train.precision == "bf16", e.window_batch)
     skipped = score(predictor, reader, [*evaluators, *extra], d, limit, progress and d.main)
     result = {}
     for ev in [*evaluators, *extra]:

@@ -39,6 +39,7 @@ class Predictor:
     stride: tuple[int, int]
     device: torch.device
     bf16: bool = False
+    window_batch: int = 1  # sliding windows per forward
 
     def logits(self, reader: StoreReader, i: int, offset: int, rgb: np.ndarray | None = None,
                single_frame: bool = False) -> torch.Tensor | None:
@@ -57,5 +58,6 @@ class Predictor:
             partner = Partner(image_tensor(np.asarray(reader.frame(i, other)), self.device),
                               *stored_pair(reader, i, name, self.device))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model.predict(image_tensor(rgb, self.device), self.window, self.stride, partner)
+            logits = self.model.predict(image_tensor(rgb, self.device), self.window, self.stride, partner,
+                                        batch=self.window_batch)
         return logits.float()

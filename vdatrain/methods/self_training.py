@@ -3,19 +3,23 @@
 One iteration (batch B source + B target crops):
 1. source:  L_src = CE(student(x_s), y_s)  [+ FD on the source features, same forward]
 2. pseudo-labels from the EMA teacher's full prediction on the un-augmented target
-   (HRDA: context + sliding detail), with ONE confidence weight per batch x margin mask;
-   [refine: the teacher's prediction of frame t+k and its weight, warped to t through the target
-   flow, refine the pseudo-label of t and its weight (consistency, max confidence, warp frame, oracles)]
+   (HRDA: context + sliding detail, all windows in one forward), with ONE confidence weight
+   per batch x margin mask;
+   [refine: the teacher's prediction of frame t+k (a call of its own) and its weight, warped to t
+   through the target flow, refine the pseudo-label of t and its weight (consistency, max
+   confidence, warp frame, oracles)]
 3. mix:     ClassMix source into target, strong augmentation, L_mix = CE(student(x_mix), y_mix, w_mix)
    [refine: the refined label and weight are mixed, and the term is off before refine.start_iter]
 4. MIC:     L_mask = CE(student(mask * aug(x_t)), pseudo-label, weight)
-5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source), logits at scale x crop]
+5. [video_disc: L_adv = w * LS-GAN(D(student(x_t), student(x_t+k)) -> source), each frame in its own
+   forward (a two-frame student's fused logits), logits at scale x crop]
 then (after the optimiser step) the video discriminator's own step (a declared optimiser the
 loop steps) and the teacher's EMA update. Under HRDA every student loss is (1 - w) CE(fused) + w CE(detail box) with w = 0.1,
 and the feature distance uses the context branch. A two-frame (ACCEL) student sees frame
 t+k and the flow t -> t+k of each image it is given: the source's and target's own, and
-for mixed images the target's [consistent_mix: mixed with the same ClassMix mask]. Each
-step is one forward pass and one loss group, so the loop frees each graph before the next.
+for mixed images the target's [consistent_mix: mixed with the same ClassMix mask]; the mixed
+frame t+k is augmented in a call of its own (`augment.frames: independent`). Each step is
+one forward pass and one loss group, so the loop frees each graph before the next.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from flowprep.store import pair_offsets
+from flowprep.store import pair_name, pair_offsets
 from vdatrain.adapt.augment import strong_augment
 from vdatrain.adapt.ema import EMATeacher
 from vdatrain.adapt.feature_distance import FeatureDistance
@@ -38,9 +42,16 @@ from vdatrain.models.contract import Partner
 from vdatrain.models.warp import warp
 
 
-def _pair_name(spec, part: str) -> str:
+def pair_for(spec, part: str) -> str:
     """The flow pair a video part (model.accel, adapt.video_disc) uses for the source or target batch."""
     return (spec.source_pair or spec.pair) if part == "source" else spec.pair
+
+
+def partner_pair(accel_pair: str, frame_offset: int) -> str:
+    """The flow pair a two-frame model needs to predict the frame at `frame_offset`: its own pair's distance,
+    from that frame (bwd_1 at offset -1: bwd_1_at_m1, the flow t-1 -> t-2)."""
+    d = pair_offsets(accel_pair)[1]
+    return pair_name(frame_offset, frame_offset + d)
 
 
 class SelfTraining:
@@ -48,7 +59,7 @@ class SelfTraining:
         self.adapt, self.accel = recipe.adapt, recipe.model.accel
         self.detail_weight = recipe.model.hrda.detail_loss_weight if recipe.model.hrda else 0.0
         self.offsets = {"source": recipe.source.offsets, "target": recipe.target.offsets}
-        self.teacher = EMATeacher(model, self.adapt.ema_alpha)
+        self.teacher = EMATeacher(model, self.adapt.ema_alpha, self.adapt.teacher_statistics)
         self.fd = FeatureDistance(model, self.adapt.fd, recipe.model.num_classes) if self.adapt.fd else None
         device = next(model.parameters()).device
         self.adversary = VideoAdversary(recipe.model.num_classes, self.adapt.video_disc, recipe.train.iters, device) \
@@ -70,13 +81,14 @@ class SelfTraining:
         return RareClassSampler(source.class_counts(), rcs.temperature, rcs.min_pixels, seed) if rcs else None
 
     def partner_of(self, part: dict, name: str, pair: str) -> Partner:
-        """Frame t+k (B, 3, h, w), flow t -> t+k (B, 2, h, w) and its validity (B, h, w) of a batch part."""
+        """The frame a flow pair leads to (B, 3, h, w), the flow (B, 2, h, w) and its validity (B, h, w), of a batch
+        part: bwd_1 gives frame t-1 and the flow t -> t-1; bwd_1_at_m1 frame t-2 and the flow t-1 -> t-2."""
         frame = part["image"][:, self.offsets[name].index(pair_offsets(pair)[1])]
         return Partner(frame, part[f"flow/{pair}"], part[f"valid/{pair}"])
 
     def two_frame(self, part: dict, name: str) -> Partner | None:
-        """A two-frame (ACCEL) student's other frame for a batch part; None for a single-frame one."""
-        return None if self.accel is None else self.partner_of(part, name, _pair_name(self.accel, name))
+        """A two-frame (ACCEL) student's partner for frame t of a batch part; None for a single-frame one."""
+        return None if self.accel is None else self.partner_of(part, name, pair_for(self.accel, name))
 
     def losses(self, net, batch: dict, it: int, amp):
         a, src, tgt = self.adapt, batch["source"], batch["target"]
@@ -90,52 +102,40 @@ class SelfTraining:
         yield terms
 
         refining = a.refine is not None and it >= a.refine.start_iter
-        teacher_logits, logits_k = self.teacher_logits(xt, tgt, tgt_partner, refining, amp)
+        with amp():
+            teacher_logits = self.teacher.predict(xt, tgt_partner)
         conf_t, pl = class_probs(teacher_logits, xt.shape[-2:]).max(1)  # upsampled and softmaxed once
         pw = confidence_weight(conf_t, a.pseudo_threshold, tgt.get("margin"))
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
         self.stats = {"pseudo_weight": pw.max().detach()}
 
         if a.refine is None or refining:
-            y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(conf_t, pl, pw, logits_k, tgt)
+            y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(conf_t, pl, pw, tgt, amp)
             yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_partner, tgt_partner, amp)}
 
         if a.mic is not None:
-            x_aug = strong_augment(xt, a.augment) if a.augment is not None else xt
-            keep = block_mask(len(xt), xt.shape[-2:], a.mic.block, a.mic.mask_ratio, xt.device)
-            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.detail_weight, amp, tgt_partner)[0]}
+            x_aug = strong_augment(xt, a.augment, a.mic.augment_draws) if a.augment is not None else xt
+            keep = block_mask(len(xt), xt.shape[-2:], a.mic.block, a.mic.mask_ratio, xt.device, grid=a.mic.grid)
+            yield {"mic": a.mic.weight * student_loss(net, x_aug * keep, pl, pw, self.detail_weight, amp,
+                                                      tgt_partner)[0]}
 
         if self.adversary is not None:
-            other_s = self.partner_of(src, "source", _pair_name(a.video_disc, "source")).other
             with torch.no_grad():
-                judged_source = self.two_frame_logits(net, xs, other_s, amp)
-            other_t = self.partner_of(tgt, "target", _pair_name(a.video_disc, "target")).other
-            logits_t, logits_k = self.two_frame_logits(net, xt, other_t, amp)
+                judged_source = self.judged_logits(net, src, "source", amp)
+            logits_t, logits_k = self.judged_logits(net, tgt, "target", amp)
             self.adversary.judge(judged_source, (logits_t, logits_k))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
-    def teacher_logits(self, xt: torch.Tensor, tgt: dict, tgt_partner: Partner | None, refining: bool,
-                       amp) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The teacher's logits of frame t and, when refinement runs, of its partner t+k (single-frame, also for
-        ACCEL: t+2k is not loaded). A single-frame teacher predicts both in one forward, each frame normalised
-        with its own batch statistics (`batch_groups`), as two forwards would."""
-        if not refining:
-            with amp():
-                return self.teacher.predict(xt, tgt_partner), None
-        other = self.partner_of(tgt, "target", self.adapt.refine.pair).other
-        with amp():
-            if tgt_partner is None:
-                both = self.teacher.predict(torch.cat([xt, other]), group=len(xt))
-                return both[:len(xt)], both[len(xt):]
-            return self.teacher.predict(xt, tgt_partner), self.teacher.predict(other)
-
-    def refined_label(self, conf_t: torch.Tensor, label_t: torch.Tensor, pw: torch.Tensor, logits_k: torch.Tensor,
-                      tgt: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def refined_label(self, conf_t: torch.Tensor, label_t: torch.Tensor, pw: torch.Tensor, tgt: dict,
+                      amp) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's pseudo-label of t (its confidence `conf_t` and label `label_t`, (B, H, W)) and weight
-        `pw` refined with its prediction of t+k (`logits_k`) warped to t: the label of frame t+k and its own
-        weight (confident share x margins) travel through the flow."""
+        `pw` refined with its prediction of t+k warped to t: the label of frame t+k and its own weight (confident
+        share x margins) travel through the flow. Frame t+k is predicted in a call of its own, single-frame
+        (also for ACCEL: t+2k is not loaded), as the reference's second `get_pl` did."""
         r = self.adapt.refine
         partner = self.partner_of(tgt, "target", r.pair)
+        with amp():
+            logits_k = self.teacher.predict(partner.other)
         probs_k = class_probs(logits_k, partner.flow.shape[-2:])
         pw_k = confidence_weight(probs_k.max(1)[0], self.adapt.pseudo_threshold, tgt.get("margin"))
         warped, ok = warp(torch.cat([probs_k, pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
@@ -149,29 +149,46 @@ class SelfTraining:
                  amp) -> torch.Tensor:
         a, xs, xt = self.adapt, src["image"][:, 0], tgt["image"][:, 0]
         partner = tgt_partner
-        m = MIXES[a.mix](ys)
+        m = MIXES[a.mix](ys, a)
         if m is not None:
             x_mix, y_mix, w_mix = mix(m, xs, xt), mix(m, ys, y_t), mix(m, torch.ones_like(pw), pw)
             if a.consistent_mix:  # frame t+k and the flow follow the same mask
-                partner = Partner(*(mix(m, getattr(src_partner, k), getattr(tgt_partner, k)) for k in ("other", "flow", "valid")))
+                partner = Partner(*(mix(m, getattr(src_partner, k), getattr(tgt_partner, k))
+                                    for k in ("other", "flow", "valid")))
         else:  # no mixing: the target alone
             x_mix, y_mix, w_mix = xt, y_t, pw
         if a.augment is not None:
-            if partner is not None:  # both frames of an image get one colour and blur draw
+            if partner is not None and a.augment.frames == "shared":  # both frames of an image: one draw
                 both = strong_augment(torch.stack([x_mix, partner.other], 1), a.augment)
                 x_mix, partner = both[:, 0], Partner(both[:, 1], partner.flow, partner.valid)
             else:
                 x_mix = strong_augment(x_mix, a.augment)
+                if partner is not None:  # frame t+k in a call of its own: every draw its own
+                    partner = Partner(strong_augment(partner.other, a.augment), partner.flow, partner.valid)
         return student_loss(net, x_mix, y_mix, w_mix, self.detail_weight, amp, partner)[0]
 
-    def two_frame_logits(self, net, x_t: torch.Tensor, x_k: torch.Tensor, amp) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single-frame student logits of t and t+k from one forward of both, resized to the discriminator's input
-        size (`adapt.video_disc.scale` x the crop): two (B, C, h, w)."""
+    def judged_logits(self, net, part: dict, name: str, amp) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's logits of frames t and t+k (the video discriminator's pair) of a batch part, resized to
+        the discriminator's input size (`adapt.video_disc.scale` x the crop): two (B, C, h, w). A two-frame
+        student under `judge: fused` gives its fused logits, each frame with its own partner; each frame goes
+        through a forward of its own (`forwards: separate`) or both through one (`joint`)."""
+        vd = self.adapt.video_disc
+        pair = pair_for(vd, name)
+        x_t, x_k = part["image"][:, 0], self.partner_of(part, name, pair).other
+        p_t = p_k = None
+        if self.accel is not None and vd.judge == "fused":
+            accel_pair = pair_for(self.accel, name)
+            p_t = self.partner_of(part, name, accel_pair)
+            p_k = self.partner_of(part, name, partner_pair(accel_pair, pair_offsets(pair)[1]))
         with amp():
-            logits = net(torch.cat([x_t, x_k])).logits
+            if vd.forwards == "separate":
+                logits = [net(x_t, p_t).logits, net(x_k, p_k).logits]
+            else:
+                both = None if p_t is None else Partner(*(torch.cat([getattr(p_t, k), getattr(p_k, k)])
+                                                          for k in ("other", "flow", "valid")))
+                logits = net(torch.cat([x_t, x_k]), both).logits.chunk(2)
         size = self.adversary.input_size(x_t.shape[-2:])
-        logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
-        return logits.chunk(2)
+        return tuple(F.interpolate(lg.float(), size=size, mode="bilinear", align_corners=False) for lg in logits)
 
     def after_step(self, model: torch.nn.Module, it: int) -> None:
         self.teacher.update(model, it + 1)

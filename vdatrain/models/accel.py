@@ -16,9 +16,11 @@ branch's output passes through unchanged (its loss is frame t's alone). In train
 frame t+k goes through the same forward as t (context plus the same detail box), not
 the sliding-window inference, which would cost several detail forwards per image.
 
-Inference (`predict(x, window, stride, partner)`) slides windows over each full frame
-separately, then warps the full-resolution logits of t+k and fuses: a window of t is
-never paired with the same window of t+k, whose content has moved (the reference's bug).
+Inference (`predict(x, window, stride, partner)`) predicts both full frames in one batch
+(frame t's inputs, then frame t+k's: one forward, as the reference's teacher did, so a
+BatchNorm in training mode normalises both frames together), sliding windows over each,
+then warps the full-resolution logits of t+k and fuses: a window of t is never paired
+with the same window of t+k, whose content has moved (the reference's bug).
 Without a partner, forward and predict are the single-frame model's (the video
 discriminator judges those; the teacher predicts frame t+k so for refinement).
 """
@@ -87,10 +89,11 @@ class ACCEL(nn.Module):
         out.logits = self.fuse(out.logits, logits_k, partner.flow, partner.valid)
         return out
 
-    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None,
+                batch: int = 1) -> torch.Tensor:
         """Frame t's logits fused with frame t+k's, each frame predicted whole (or by sliding windows) on its own,
         (B, C, H, W); without `partner`, the single-frame model's prediction."""
-        logits_t = self.model.predict(x, window, stride)
         if partner is None:
-            return logits_t
-        return self.fuse(logits_t, self.model.predict(partner.other, window, stride), partner.flow, partner.valid)
+            return self.model.predict(x, window, stride, batch=batch)
+        logits_t, logits_k = self.model.predict(torch.cat([x, partner.other]), window, stride, batch=batch).chunk(2)
+        return self.fuse(logits_t, logits_k, partner.flow, partner.valid)

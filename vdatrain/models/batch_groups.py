@@ -1,11 +1,12 @@
-"""Several batches in one forward, each normalised as if it ran alone.
+"""Several batches in one forward, each normalised as if it ran alone: the teacher's `per_window` statistics.
 
 The EMA teacher predicts with BatchNorm in training mode (DACS): every forward normalises with the
-statistics of its own batch. Its sliding detail windows and the partner frame t+k of refinement were
-therefore predicted one forward at a time, each window and each frame normalised on its own. Inside
-`batch_groups(model, size)`, every training-mode BatchNorm normalises each run of `size` consecutive
-samples with that run's statistics (the same kernel on the same samples as the separate forward), so
-those forwards can be stacked along the batch while every other layer runs once on the whole stack.
+statistics of its own batch. The reference stacked all sliding detail windows (and a two-frame
+teacher's two frames) into one forward, so they share statistics (`adapt.teacher_statistics: joint`).
+`per_window` normalises each window (and frame) on its own: inside `batch_groups(model, size)`, every
+training-mode BatchNorm normalises each run of `size` consecutive samples with that run's statistics
+(the same kernel on the same samples as a separate forward), while every other layer runs once on the
+whole stack.
 
 What stays identical: every output, to the convolution's float rounding (the same value in float32 on
 the CPU; a GPU may pick another convolution algorithm for the larger batch). What changes: the order
@@ -41,10 +42,3 @@ def batch_groups(model: nn.Module, size: int):
     finally:
         for m in norms:
             del m.forward, m.batch_group
-
-
-def batch_dependent(model: nn.Module) -> bool:
-    """Whether stacking inputs along the batch would change `model`'s outputs: a BatchNorm in training mode that
-    is not inside `batch_groups`."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and not hasattr(m, "batch_group")
-               for m in model.modules())

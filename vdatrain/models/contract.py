@@ -10,13 +10,14 @@ Training forward, every model:
 
 Inference, every model:
 
-    model.predict(x, window=None, stride=None, partner=None) -> logits
+    model.predict(x, window=None, stride=None, partner=None, batch=1) -> logits
 
     without `window`: the whole input in one prediction (the EMA teacher's pseudo-labels), logits
     (B, C, H/s, W/s) at the model's own stride (8 for DeepLabV2, 4 for DAFormer; 1 for HRDA and ACCEL,
     which predict at the input's pixels);
     with `window` (h, w) and `stride`: sliding windows as mmseg's `slide_inference` (the paper's
-    evaluation), each window's logits upsampled to its pixels and averaged, (B, C, H, W).
+    evaluation), each window's logits upsampled to its pixels and averaged, (B, C, H, W); `batch`
+    windows per forward.
 
 `model.pair` names the stored flow pair a two-frame model reads (None: a single-frame model), so
 evaluation knows which frame and flow to load without asking what the model is.
@@ -72,9 +73,10 @@ class Segmenter(nn.Module):
     pair: str | None = None  # a single-frame model reads no flow
     output_stride: int = 1
 
-    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None,
+                batch: int = 1) -> torch.Tensor:
         if window is not None:
-            return slide_logits(self.predict_whole, x, self.num_classes, window, stride)
+            return slide_logits(self.predict_whole, x, self.num_classes, window, stride, batch)
         return self.predict_whole(x)
 
     def predict_whole(self, x: torch.Tensor) -> torch.Tensor:

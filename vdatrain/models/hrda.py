@@ -24,6 +24,10 @@ at `detail_stride` over the whole input (averaged where they overlap), each wind
 logits upsampled to its pixels, and the fusion happens at pixel resolution, so
 windows need not fall on the feature grid (BDD's 360 / 180):
     logits  (B, C, H, W)
+All detail windows of all B inputs go through the backbone as ONE batch, as HRDA's
+batched slide does: one kernel launch per layer, and a BatchNorm in training mode (the
+EMA teacher) normalises with the statistics of all windows together, as the reference's
+teacher did (`vdatrain.models.batch_groups` gives each window its own instead).
 """
 
 from __future__ import annotations
@@ -34,10 +38,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.models.batch_groups import batch_dependent
 from vdatrain.data.geometry import Rect
 from vdatrain.models.contract import Partner, SegOutput, Segmenter
-from vdatrain.models.sliding import slide_logits
+from vdatrain.models.sliding import slide_logits, window_grid
 
 
 def random_detail_box(height: int, width: int, crop: tuple[int, int], grid: int, generator=None) -> Rect:
@@ -66,7 +69,6 @@ class HRDA(Segmenter):
         self.context_scale = context_scale
         self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
         self.box_grid = box_grid
-        self.window_batch = 9  # detail windows per forward in inference (a 1024 crop's 3 x 3 at 512 / 256)
 
     def _last(self, feats):
         return feats[-1] if isinstance(feats, (list, tuple)) else feats
@@ -110,8 +112,6 @@ class HRDA(Segmenter):
     def predict_whole(self, x: torch.Tensor) -> torch.Tensor:
         s_context, attention, _, _ = self.context(x)
         size = x.shape[-2:]
-        # windows stack along the batch unless a BatchNorm would then mix their statistics (the EMA teacher
-        # predicts in training mode inside `batch_groups`, which keeps each window's own)
-        batch = 1 if batch_dependent(self) else self.window_batch
-        s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride, batch)
+        windows = len(window_grid(*size, self.detail_crop, self.detail_stride))
+        s_detail = slide_logits(self.detail, x, self.num_classes, self.detail_crop, self.detail_stride, windows)
         return _up(attention, size) * s_detail + _up((1 - attention) * s_context, size)

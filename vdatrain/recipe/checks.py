@@ -31,12 +31,23 @@ def video_checks(r: Recipe) -> None:
                       ("source",))]
     if r.adapt and r.adapt.refine:
         uses += [("adapt.refine.pair", r.adapt.refine.pair, ("target",))]
+    vd = r.adapt and r.adapt.video_disc
+    if vd and r.model.accel and vd.judge == "fused":  # frame t+k is predicted with its own partner
+        from vdatrain.methods.self_training import pair_for, partner_pair
+
+        for part in ("source", "target"):
+            try:
+                at = partner_pair(pair_for(r.model.accel, part), pair_offsets(pair_for(vd, part))[1])
+            except StoreError as e:
+                raise RecipeError(f"adapt.video_disc.judge: {e}") from None
+            uses.append((f"adapt.video_disc.judge: fused (frame t+k of the {part} with its own partner)", at,
+                         (part,)))
     for key, pair, parts in uses:
         try:
             src, dst = pair_offsets(pair)
         except StoreError as e:
             raise RecipeError(f"{key}: {e}") from None
-        if src != 0:
+        if src != 0 and not key.startswith("adapt.video_disc.judge"):
             raise RecipeError(f"{key}: {pair} starts at frame {src:+d}; a pair from frame t is needed (e.g. bwd_1)")
         for part in parts:
             data = getattr(r, part)

@@ -50,6 +50,9 @@ class DataSpec:
     flows: list[str] = field(default_factory=list)
     max_class_ratio: Optional[OpenFraction] = None  # source crops: 0.75 in the paper
     margins: bool = False  # pseudo-label margin mask (Cityscapes targets)
+    # labels resized by `scale` with nearest neighbours: floor(x / scale), OpenCV's resize (the reference), or the
+    # nearest pixel centre, as the device crops sample masks
+    label_resize: Literal["floor", "centre"] = "floor"
 
 
 @dataclass
@@ -97,6 +100,9 @@ class AugmentSpec:
     jitter: Literal["kornia05", "torchvision"] = "kornia05"
     blur_kernel: Literal["round_down", "round_up"] = "round_down"  # an even ceil(0.1 side) made odd: -1 or +1
     coins: Literal["batch", "image"] = "batch"  # the jitter and blur coins: once per batch (reference) or per image
+    # a two-frame model's frame t+k, mixed with frame t: augmented in a call of its own, every draw independent
+    # (the reference), or with frame t's draws
+    frames: Literal["independent", "shared"] = "independent"
 
 
 @dataclass
@@ -122,6 +128,12 @@ class MICSpec:
     block: PosInt = 64  # mask block side in pixels
     mask_ratio: Fraction = 0.7  # fraction of blocks zeroed
     weight: NonNegFloat = 1.0
+    # round(side / block) cells stretched over the side (the reference: 11 cells of 65.5 px at 720), or
+    # ceil(side / block) cells of exactly `block` px
+    grid: Literal["round", "ceil"] = "round"
+    # the jitter order and blur sigma of the masked images' augmentation: one draw for the batch (the reference's
+    # one call on the batch) or one per image
+    augment_draws: Literal["batch", "image"] = "batch"
 
 
 @dataclass
@@ -144,6 +156,13 @@ class VideoDiscSpec:
     weight: NonNegFloat = 1.0e-4  # adversarial weight of the network's loss: the reference code's (the paper's text: 0.1)
     softmax: Literal["joint", "per_frame"] = "joint"  # one softmax over both frames' 2C logits (reference) or each
     scale: OpenFraction = 0.5  # the frames' logits resized to this x the crop before the discriminator (reference 0.5)
+    # the student's frames t and t+k: each in a forward of its own (the reference), or stacked in one (BatchNorm
+    # then normalises both frames together)
+    forwards: Literal["separate", "joint"] = "separate"
+    # a two-frame (ACCEL) student is judged on its fused logits, each frame with its own partner (t+k needs
+    # frame t+2k and its flow; the reference), or on single-frame logits
+    judge: Literal["fused", "frame"] = "fused"
+    own_loss_scale: NonNegFloat = 0.1  # the discriminator's own loss x this (the reference's adv_scale 0.1)
     lr: PosFloat = 1.0e-4  # the discriminator's own Adam
     betas: tuple[Fraction, Fraction] = (0.9, 0.99)
     power: NonNegFloat = 0.9  # poly schedule lr (1 - it / iters) ** power
@@ -155,6 +174,11 @@ class AdaptSpec:
     ema_alpha: Fraction = 0.999
     pseudo_threshold: Fraction = 0.968
     mix: MixName = "classmix"  # vdatrain.adapt.mix.MIXES
+    # ClassMix's candidate classes include the void label 255 (the reference: void pixels can be pasted), or not
+    mix_ignore: Literal["candidate", "excluded"] = "candidate"
+    # the EMA teacher's BatchNorm statistics in a prediction: of all its sliding detail windows (and, for a
+    # two-frame teacher, of frames t and t+k) together, as one forward (the reference), or per window and frame
+    teacher_statistics: Literal["joint", "per_window"] = "joint"
     augment: Optional[AugmentSpec] = field(default_factory=AugmentSpec)
     rcs: Optional[RCSSpec] = None
     fd: Optional[FDSpec] = None
@@ -204,6 +228,9 @@ class EvalSpec:
     protocol: Literal["standard", "unifiedvideoda"] = "standard"
     window: tuple[PosInt, PosInt] = (1024, 1024)
     stride: tuple[PosInt, PosInt] = (512, 512)
+    # sliding windows predicted per forward (evaluation mode: the same result as one at a time, to float
+    # rounding; a Cityscapes or BDD image has 3)
+    window_batch: PosInt = 3
 
 
 @dataclass

@@ -88,3 +88,18 @@ def test_separable_blur_equals_torchvisions_two_dimensional_kernel():
     for kernel, sigma in (((13, 7), 0.15), ((7, 7), 1.15), ((53, 53), 0.8)):
         expected = TF.gaussian_blur(x, list(kernel), [sigma, sigma])
         torch.testing.assert_close(gaussian_blur(x, kernel, sigma), expected, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("draws", ["batch", "image"])
+def test_on_mics_path_the_jitter_order_and_blur_sigma_are_drawn_once_for_the_batch(draws):
+    """MIC augments the whole target batch in one call (the reference's `strong_transform` on the batch): one
+    jitter order and one blur sigma for all images ("batch"); per image on the mixed path. With the factors'
+    ranges at zero, jitter only permutes identity operations, so a batch of equal images differs between images
+    only by the blur sigma: equal under "batch", different under "image"."""
+    x = _normalised(torch.rand(1, 3, 64, 64).expand(4, -1, -1, -1).contiguous())  # a 7-px kernel
+    spec = AugmentSpec(jitter_p=1.0, blur_p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    torch.manual_seed(0)
+    out = strong_augment(x, spec, draws)
+    same = [torch.allclose(out[0], out[i]) for i in range(1, 4)]
+    assert same == ([True] * 3 if draws == "batch" else [False] * 3)
+    assert not torch.allclose(out, x)  # blurred

@@ -33,11 +33,12 @@ def test_joint_softmax_over_both_frames_at_half_the_crop():
 
 
 def test_ls_gan_losses_have_the_right_signs():
+    """The reference's labels (`dacsAdvseg.py`: source_label 0, target_label 1)."""
     ones, zeros = torch.ones(2, 1, 3, 3), torch.zeros(2, 1, 3, 3)
-    assert discriminator_loss(ones, zeros) == 0  # a perfect discriminator: source 1, target 0
-    assert discriminator_loss(zeros, ones) == 1  # the worst one
-    assert adversarial_loss(ones) == 0  # the target fools it completely
-    assert adversarial_loss(zeros) == 1
+    assert discriminator_loss(zeros, ones) == 0  # a perfect discriminator: source 0, target 1
+    assert discriminator_loss(ones, zeros) == 1  # the worst one
+    assert adversarial_loss(zeros) == 0  # the target fools it completely
+    assert adversarial_loss(ones) == 1
     assert discriminator_loss(torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.5)) == pytest.approx(0.25)
 
 
@@ -70,3 +71,18 @@ def test_the_discriminator_learns_to_tell_the_domains_apart_with_its_poly_schedu
         losses.append(part.step(it))
     assert losses[-1] < losses[0] / 4
     assert part.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - 29 / 40) ** 0.9)
+
+
+def test_the_discriminators_own_loss_is_scaled_by_the_references_adv_scale():
+    """L_D x own_loss_scale (0.1, the reference's adv_scale on its D losses): the loss its optimiser steps on."""
+    torch.manual_seed(0)
+    source, target = (torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 64)), (torch.randn(1, 3, 64, 64),
+                                                                            torch.randn(1, 3, 64, 64))
+    losses = {}
+    for scale in (1.0, 0.1):
+        torch.manual_seed(1)
+        adv = VideoAdversary(3, VideoDiscSpec(own_loss_scale=scale), iters=10, device="cpu")
+        adv.judge(source, target)
+        losses[scale] = adv.loss()
+    assert losses[0.1].item() == pytest.approx(0.1 * losses[1.0].item(), rel=1e-6)
+    assert VideoDiscSpec().own_loss_scale == 0.1

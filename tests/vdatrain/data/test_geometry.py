@@ -43,17 +43,43 @@ def test_window_read_equals_resizing_the_whole_frame(scale, flip):
         assert grey.shape == (box.h, box.w, 3)
 
 
+def _opencv_resize_then_crop(label, box):
+    """What the reference did to labels: cv2.resize(INTER_NEAREST) of the whole frame, crop, flip."""
+    h, w = label.shape
+    full = cv2.resize(label, (round(w * box.scale), round(h * box.scale)), interpolation=cv2.INTER_NEAREST)
+    out = full[box.y0:box.y0 + box.h, box.x0:box.x0 + box.w]
+    return out[:, ::-1] if box.flip else out
+
+
 @pytest.mark.parametrize("scale", [4 / 3, 2.0, 1.0, 0.75])
 def test_labels_use_nearest_and_keep_their_values(scale):
+    """"floor" (the default) is OpenCV's resize, as the reference resized labels; "centre" the pixel-centre
+    nearest neighbour of the device crops."""
     label = np.random.default_rng(2).choice(np.array([0, 13, 255], np.uint8), (60, 100))
     rng = np.random.default_rng(3)
     for flip in (False, True):
         box = random_box(rng, label.shape, scale, (40, 56), flip_p=float(flip))
         window = box.native_window(60, 100)
         y0, y1, x0, x1 = window
-        got = label_crop(label[y0:y1, x0:x1], box, window)
+        got = label_crop(label[y0:y1, x0:x1], box, window, "floor", label.shape)
         assert set(np.unique(got)) <= {0, 13, 255} and got.dtype == np.uint8
-        np.testing.assert_array_equal(got, _resize_then_crop(label, box, cv2.INTER_NEAREST))
+        np.testing.assert_array_equal(got, _opencv_resize_then_crop(label, box))
+        centre = label_crop(label[y0:y1, x0:x1], box, window, "centre", label.shape)
+        np.testing.assert_array_equal(centre, _resize_then_crop(label, box, cv2.INTER_NEAREST))
+
+
+def test_labels_resized_by_four_thirds_take_floor_x_over_scale():
+    """VIPER's labels at the paper's 4/3: output pixel x takes native pixel floor(3 x / 4), written out by hand
+    for a 3 x 6 label: columns 0 0 1 2 3 3 4 5 (0, 0.75, 1.5, 2.25, 3, 3.75, 4.5, 5.25 floored), rows 0 0 1 2."""
+    label = (np.arange(3)[:, None] * 10 + np.arange(6)[None, :]).astype(np.uint8)  # value = 10 row + column
+    box = CropBox(4 / 3, 0, 0, 4, 8)
+    window = box.native_window(3, 6)
+    y0, y1, x0, x1 = window
+    got = label_crop(label[y0:y1, x0:x1], box, window, "floor", (3, 6))
+    cols, rows = [0, 0, 1, 2, 3, 3, 4, 5], [0, 0, 1, 2]
+    assert got.tolist() == [[10 * r + c for c in cols] for r in rows]
+    centre = label_crop(label[y0:y1, x0:x1], box, window, "centre", (3, 6))
+    assert centre[0].tolist() != [10 * 0 + c for c in cols]  # pixel centres: another rule (0 1 1 2 3 4 4 5)
 
 
 def _warp(img, flow):
@@ -110,6 +136,6 @@ def test_label_crops_are_what_opencv_nearest_resampling_gives(opencv):
         box = random_box(rng, (h, w), [1.0, 4 / 3, 2.0, 0.75][t % 4], (48, 64), 0.5)
         window = box.native_window(h, w)
         y0, y1, x0, x1 = window
-        got = label_crop(label[y0:y1, x0:x1], box, window)
+        got = label_crop(label[y0:y1, x0:x1], box, window, "centre", (h, w))
         want = opencv.sample(box, label[y0:y1, x0:x1], window, nearest=True)
         assert got.dtype == want.dtype and np.array_equal(got, want)

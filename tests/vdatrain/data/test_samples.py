@@ -23,7 +23,8 @@ def store(synth_tiny, tmp_path_factory):
 
 
 def _spec(store, scale=1.5, **kw):
-    return SampleSpec(store=str(store), crop=(48, 80), scale=scale, offsets=(-1, 0), flows=("bwd_1",), margins=True, **kw)
+    return SampleSpec(store=str(store), crop=(48, 80), scale=scale, offsets=(-1, 0), flows=("bwd_1",), margins=True,
+                      **{"label_resize": "centre", **kw})
 
 
 def _sample(ds, k, epoch=0, rare_class=None):
@@ -91,6 +92,20 @@ def test_source_crops_retry_until_no_class_dominates(store):
     for epoch in range(5):
         for k in range(len(ds)):
             assert class_ratio_ok(ds.draw(k, epoch=epoch).label, 0.75)
+
+
+@pytest.mark.parametrize("retries", [10, 1, 0])
+def test_after_every_check_failed_the_next_crop_is_kept_unchecked(store, retries):
+    """mmseg's RandomCrop (and the reference's rare class re-crop): after 10 failed checks an 11th crop, drawn
+    from the same random stream, is kept without a check; 0 retries: the first crop, unchecked."""
+    from vdatrain.data.geometry import random_box
+
+    ds = StoreSamples(_spec(store, max_class_ratio=0.01, crop_retries=retries, seed=7))  # no crop can pass
+    r = StoreReader(store)
+    for k in range(len(ds)):
+        rng = np.random.default_rng([7, 3, k])
+        boxes = [random_box(rng, r.resolution, 1.5, (48, 80), 0.5) for _ in range(retries + 1)]
+        assert ds.draw(k, epoch=3).box == boxes[-1]
 
 
 def test_rare_class_crops_are_redrawn_until_they_hold_enough_of_the_class(store):

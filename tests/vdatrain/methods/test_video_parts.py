@@ -4,6 +4,7 @@ start, the video discriminator's place in the iteration."""
 import copy
 from contextlib import nullcontext
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -81,6 +82,28 @@ def test_without_consistent_mixup_the_second_frame_and_flow_are_the_targets():
     assert torch.equal(call["other"], tgt["image"][:, 1]) and torch.equal(call["flow"], tgt["flow/bwd_1"])
 
 
+@pytest.mark.parametrize("frames", ["independent", "shared"])
+def test_the_mixed_frame_t_plus_k_is_augmented_in_a_call_of_its_own(frames):
+    """The reference augments frame t and frame t+k of a mixed pair in two calls (`get_mixed_im` calls its helper
+    once per frame): coins, jitter factors and order, blur sigma all drawn anew. Two identical frames therefore
+    come out different (`independent`); with one draw for both they stay identical (`shared`)."""
+    from vdatrain.recipe import AugmentSpec
+
+    st = SelfTraining(_recipe(accel=True, consistent_mix=True), Spy())
+    st.adapt.augment = AugmentSpec(frames=frames, jitter_p=1.0, blur_p=1.0, coins="image")
+    net, b = Spy(), _batch()
+    for part in ("source", "target"):  # frame t+k the very pixels of frame t
+        b[part]["image"] = b[part]["image"][:, :1].expand(-1, 2, -1, -1, -1).contiguous()
+    src, tgt = b["source"], b["target"]
+    same = []
+    for it in range(5):
+        torch.manual_seed(it)
+        st.mix_loss(net, src, tgt, src["label"], torch.zeros(1, H, W, dtype=torch.int64), torch.ones(1, H, W),
+                    st.two_frame(src, "source"), st.two_frame(tgt, "target"), nullcontext)
+        same.append(torch.equal(net.calls[-1]["x"], net.calls[-1]["other"]))
+    assert same == ([False] * 5 if frames == "independent" else [True] * 5)
+
+
 def _refine(strategy, flow_u, invalid="ignore", margin=None):
     st = SelfTraining(_recipe(refine=RefineSpec(strategy=strategy, invalid=invalid)), Spy())
     t, previous = _stripes(), _stripes(shift=2)  # the scene moves 2 px right from t to t-1
@@ -90,11 +113,8 @@ def _refine(strategy, flow_u, invalid="ignore", margin=None):
     if margin is not None:
         tgt["margin"] = margin
     with torch.no_grad():
-        logits_t, logits_k = st.teacher_logits(t, tgt, None, True, nullcontext)  # t and t-1 in one forward
-        torch.testing.assert_close(logits_t, st.teacher.predict(t))  # as two forwards gave them
-        torch.testing.assert_close(logits_k, st.teacher.predict(previous))
-        conf_t, label_t = class_probs(logits_t, (H, W)).max(1)
-        label, weight = st.refined_label(conf_t, label_t, torch.full((1, H, W), 0.25), logits_k, tgt)
+        conf_t, label_t = class_probs(st.teacher.predict(t), (H, W)).max(1)
+        label, weight = st.refined_label(conf_t, label_t, torch.full((1, H, W), 0.25), tgt, nullcontext)
         conf_k = class_probs(st.teacher.predict(previous), (H, W)).max(1)[0]
         weight_k = confidence_weight(conf_k, st.adapt.pseudo_threshold, margin)
     _refine.weights = weight, weight_k
@@ -172,3 +192,43 @@ def test_a_resumed_run_continues_with_the_same_discriminator_and_its_optimiser()
         st.optimizers[0].step(1)
     for a, b in zip(first.adversary.model.parameters(), resumed.adversary.model.parameters()):
         assert torch.equal(a, b)  # Adam's moments came back too
+
+
+def _three_frames():
+    """A batch with frames t, t-1, t-2 and the flows t -> t-1 (bwd_1) and t-1 -> t-2 (bwd_1_at_m1), 64 px."""
+    torch.manual_seed(0)
+    part = lambda: {"image": torch.randn(1, 3, 3, 64, 64), "label": torch.randint(0, 3, (1, 64, 64)),  # noqa: E731
+                    **{f"flow/{p}": torch.randn(1, 2, 64, 64) for p in ("bwd_1", "bwd_1_at_m1")},
+                    **{f"valid/{p}": torch.rand(1, 64, 64) > 0.5 for p in ("bwd_1", "bwd_1_at_m1")}}
+    return {"source": part(), "target": part()}
+
+
+@pytest.mark.parametrize("forwards,judge", [("separate", "fused"), ("joint", "fused"), ("separate", "frame")])
+def test_the_discriminator_judges_each_frame_from_its_own_forward_and_a_two_frame_students_fused_logits(forwards,
+                                                                                                        judge):
+    """The reference (`dacsAdvseg.py` `forward_train_videodisc`) runs the student on frame t and on frame t+k in
+    separate forwards, and an ACCEL student on each with its own partner: t with t-1 through bwd_1, t-1 with
+    t-2 through bwd_1_at_m1 (`judge: fused`)."""
+    video = {"offsets": [0, -1, -2], "flows": ["bwd_1", "bwd_1_at_m1"]}
+    recipe = Recipe(name="t", model=ModelSpec(name="spy", num_classes=C, accel=ACCELSpec()),
+                    source=DataSpec(store="s", **video), target=DataSpec(store="t", **video), eval=EvalSpec(store="t"),
+                    adapt=AdaptSpec(augment=None, video_disc=VideoDiscSpec(forwards=forwards, judge=judge)),
+                    train=TrainSpec(iters=10))
+    st, net, batch = SelfTraining(recipe, Spy()), Spy(), _three_frames()
+    tgt = batch["target"]
+    logits_t, logits_k = st.judged_logits(net, tgt, "target", nullcontext)
+    assert logits_t.shape == logits_k.shape == (1, C, 32, 32)  # 0.5 x the crop
+    frames = [tgt["image"][:, i] for i in range(3)]
+    if forwards == "separate":
+        assert len(net.calls) == 2 and torch.equal(net.calls[0]["x"], frames[0]) and torch.equal(net.calls[1]["x"],
+                                                                                                 frames[1])
+        if judge == "fused":
+            assert torch.equal(net.calls[0]["other"], frames[1]) and torch.equal(net.calls[0]["flow"],
+                                                                                 tgt["flow/bwd_1"])
+            assert torch.equal(net.calls[1]["other"], frames[2]) and torch.equal(net.calls[1]["flow"],
+                                                                                 tgt["flow/bwd_1_at_m1"])
+        else:
+            assert "other" not in net.calls[0] and "other" not in net.calls[1]
+    else:
+        (call,) = net.calls
+        assert torch.equal(call["x"], torch.cat(frames[:2])) and torch.equal(call["other"], torch.cat(frames[1:]))

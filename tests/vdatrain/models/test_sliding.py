@@ -51,14 +51,13 @@ def test_batched_windows_give_the_sequential_result():
                                        atol=1e-5, rtol=1e-5)
 
 
-def test_hrda_batches_detail_windows_unless_that_would_mix_batch_statistics():
-    """The EMA teacher predicts with BatchNorm in training mode (each forward normalised on its own batch): there
-    windows stack only inside `batch_groups`, which keeps each window's statistics; then the result is the
-    sequential one, window by window."""
+def test_hrda_predicts_all_detail_windows_in_one_forward():
+    """HRDA's batched slide: the nine detail windows of both images in one forward, in evaluation as for the
+    teacher; in evaluation mode (running statistics) that equals predicting window by window."""
     import torch
 
     from vdatrain.models import build_model
-    from vdatrain.models.batch_groups import batch_groups
+    from vdatrain.models.sliding import slide_logits
     from vdatrain.recipe import HRDASpec
 
     torch.manual_seed(0)
@@ -68,13 +67,10 @@ def test_hrda_batches_detail_windows_unless_that_would_mix_batch_statistics():
     detail = model.detail
     model.detail = lambda w: (calls.append(w.shape[0]), detail(w))[1]
     with torch.no_grad():
-        sequential = model.train().predict(x)
-        assert calls == [2] * 9  # 3 x 3 windows, one per forward
-        calls.clear()
-        with batch_groups(model, len(x)):
-            stacked = model.predict(x)
-        assert calls == [18]  # all nine in one forward, each window's two images normalised together
-        torch.testing.assert_close(stacked, sequential, atol=1e-5, rtol=1e-5)
-        calls.clear()
-        model.eval().predict(x)
-        assert calls == [18]
+        stacked = model.eval().predict(x)
+        assert calls == [18]  # all nine windows of both images in one forward
+        one_by_one = slide_logits(detail, x, 5, (32, 32), (16, 16), batch=1)
+        s_context, attention, _, _ = model.context(x)
+        up = lambda t: torch.nn.functional.interpolate(t, size=(64, 64), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(stacked, up(attention) * one_by_one + up((1 - attention) * s_context),
+                                   atol=1e-5, rtol=1e-5)
