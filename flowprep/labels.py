@@ -14,17 +14,34 @@ from flowprep.manifest import Manifest
 def _imread(path: Path, flags: int) -> np.ndarray:
     if not Path(path).is_file():
         raise FlowprepError(f"{path}: label file missing")
-    img = cv2.imread(str(path), flags)
+    # pixels as stored: no EXIF rotation (IMREAD_UNCHANGED never applies one)
+    img = cv2.imread(str(path), flags if flags == cv2.IMREAD_UNCHANGED else flags | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise FlowprepError(f"{path}: not a readable image (corrupt or not a PNG)")
     return img
 
 
+def _read_indices(path: Path) -> np.ndarray:
+    """A single-channel label file's values: a palette PNG gives its indices (OpenCV would expand the palette to
+    colours; what an index means is the label encoding's business, not the palette's)."""
+    from PIL import Image
+
+    if not Path(path).is_file():
+        raise FlowprepError(f"{path}: label file missing")
+    try:
+        with Image.open(path) as img:
+            if img.mode == "P":
+                return np.array(img)
+    except Exception:  # noqa: BLE001 - Pillow's errors for a file it cannot open; OpenCV names them below
+        pass
+    return _imread(path, cv2.IMREAD_UNCHANGED)
+
+
 def read_train_ids(manifest: Manifest, path) -> np.ndarray:
     """(H, W) uint8 trainIds (255 = ignore) from a raw label file of `manifest`'s dataset.
 
-    Colours or ids that the manifest does not list are an error naming the file,
-    not a silent 255: a foreign palette means the wrong file or dataset.
+    A colour the manifest does not list is an error naming the file (a foreign palette means the wrong file
+    or dataset); an id it does not list becomes 255, as cityscapesScripts' conversion does.
     """
     enc = manifest.label_encoding
     if enc == "rgb_palette":
@@ -47,9 +64,10 @@ def read_train_ids(manifest: Manifest, path) -> np.ndarray:
             raise FlowprepError(f"{path}: expected a 16-bit 3-channel PNG, got {img.dtype} with shape {img.shape}")
         ids = img[..., 2]  # red, the last channel as OpenCV reads BGR
     elif enc in ("label_ids", "train_ids"):
-        ids = _imread(path, cv2.IMREAD_UNCHANGED)
+        ids = _read_indices(path)
         if ids.ndim != 2 or ids.dtype != np.uint8:
-            raise FlowprepError(f"{path}: expected a single-channel 8-bit PNG, got {ids.dtype} with shape {ids.shape}")
+            raise FlowprepError(f"{path}: expected a single-channel 8-bit PNG (grey or palette), found {ids.dtype} "
+                                f"values in the shape {ids.shape}")
         if enc == "train_ids":
             bad = np.setdiff1d(np.unique(ids), np.r_[np.arange(19), 255])
             if bad.size:

@@ -94,8 +94,14 @@ def load_checkpoint(path: Path, recipe: Recipe, model, optimizer, method, allow_
         was, now = ckpt["recipe"], asdict(recipe)
         model_state, optim_state, method_state, iteration = (ckpt[k] for k in ("model", "optimizer", "method",
                                                                                 "iteration"))
+        for key in ("train.seed", "train.batch_size", *SCHEDULE):
+            _value(was, key)
     except (KeyError, TypeError) as e:
         raise RecipeError(f"{path}: not a checkpoint of `vdatrain fit` (no {e}); use another --run-dir") from None
+    from vdatrain.models.weights import check_keys
+
+    check_keys(model_state, model.state_dict(), f"{path}: the run's model does not fit the recipe's "
+                                                f"{recipe.model.name} (another model in this run folder?)")
     for key in ("train.seed", "train.batch_size"):
         if _value(was, key) != _value(now, key):
             raise RecipeError(f"{key}: {_value(now, key)!r} differs from {_value(was, key)!r} of the run being "

@@ -12,7 +12,9 @@ Formats without a mask read as valid wherever the vector is finite and in range;
 invalid pixels become NaN (pfm, flo5, viper; .flo keeps the vectors), and exports put the mask beside
 it as a PNG.
 These are our own readers (ptlflow's helpers cost an 11 s import); the tests check them against
-ptlflow's on the same files.
+ptlflow's on the same files. Every reader checks a file's declared size before it allocates anything:
+sides of at most `MAX_SIDE` px, the bytes the header promises actually present, HDF5 datasets stored in
+the file itself (no external links or storage), zip members of a bounded size.
 """
 
 from __future__ import annotations
@@ -25,10 +27,21 @@ import numpy as np
 from flowprep.errors import FlowprepError
 
 KITTI_LIMIT = (65535 - 32768) / 64  # 511.98 px
+MAX_SIDE = 16384  # px: an 8K frame is 7680 wide
+
+
+def _check_size(path, w: int, h: int) -> None:
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise FlowprepError(f"{path}: declares a {w}x{h} flow (sides of 1..{MAX_SIDE} px): not a flow file")
 
 
 def read_kitti(path) -> tuple[np.ndarray, np.ndarray]:
     """-> flow (H, W, 2) float32 pixels, valid (H, W) bool."""
+    with open(path, "rb") as f:
+        head = f.read(24)  # PNG signature, then the IHDR chunk: width and height, big-endian
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise FlowprepError(f"{path}: not a PNG file")
+    _check_size(path, int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise FlowprepError(f"{path}: not a readable PNG")
@@ -52,13 +65,16 @@ def write_kitti(path, flow: np.ndarray, valid: np.ndarray | None = None) -> None
 
 
 def read_flo(path) -> np.ndarray:
-    data = Path(path).read_bytes()
-    if data[:4] != b"PIEH":
-        raise FlowprepError(f"{path}: not a Middlebury .flo file (bad magic)")
-    w, h = np.frombuffer(data[4:12], "<i4")
-    if len(data) != 12 + 8 * w * h:
-        raise FlowprepError(f"{path}: {len(data)} bytes, expected {12 + 8 * w * h} for {w}x{h}")
-    return np.frombuffer(data[12:], "<f4").reshape(h, w, 2).copy()
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if head[:4] != b"PIEH" or len(head) < 12:
+            raise FlowprepError(f"{path}: not a Middlebury .flo file (bad magic)")
+        w, h = (int(v) for v in np.frombuffer(head[4:12], "<i4"))  # Python ints: 8 w h cannot wrap around
+        _check_size(path, w, h)
+        size, want = Path(path).stat().st_size, 12 + 8 * w * h
+        if size != want:
+            raise FlowprepError(f"{path}: {size} bytes, expected {want} for {w}x{h}")
+        return np.frombuffer(f.read(want - 12), "<f4").reshape(h, w, 2).copy()
 
 
 def write_flo(path, flow: np.ndarray) -> None:
@@ -89,14 +105,19 @@ def read_pfm(path) -> np.ndarray:
         if header not in (b"PF", b"Pf"):
             raise FlowprepError(f"{path}: not a PFM file (header {header[:8]!r})")
         try:
-            w, h = (int(v) for v in f.readline().split())
-            scale = float(f.readline())
+            w, h = (int(v) for v in f.readline(64).split())
+            scale = float(f.readline(64))
         except ValueError:
             raise FlowprepError(f"{path}: not a PFM file (bad size or scale line)") from None
+        _check_size(path, w, h)
+        if not np.isfinite(scale) or scale == 0:
+            raise FlowprepError(f"{path}: not a PFM file (scale {scale})")
         channels = 3 if header == b"PF" else 1
-        data = np.frombuffer(f.read(), "<f4" if scale < 0 else ">f4")
+        want = w * h * channels * 4
+        data = np.frombuffer(f.read(want), "<f4" if scale < 0 else ">f4")
     if data.size != w * h * channels:
-        raise FlowprepError(f"{path}: {data.size} values, expected {w * h * channels} for {w}x{h}x{channels}")
+        raise FlowprepError(f"{path}: {data.size} values, expected {w * h * channels} for {w}x{h}x{channels} "
+                            f"(truncated)")
     image = np.flipud(data.reshape(h, w, channels)).astype(np.float32)
     if channels < 2:
         raise FlowprepError(f"{path}: a one-channel PFM holds no flow")
@@ -114,9 +135,19 @@ def read_flo5(path) -> np.ndarray:
 
     try:
         with h5py.File(path, "r") as f:
-            if "flow" not in f:
+            link = f.get("flow", getlink=True)
+            if link is None:
                 raise FlowprepError(f"{path}: no 'flow' dataset (not a .flo5 file?)")
-            return np.asarray(f["flow"][()], dtype=np.float32)
+            if not isinstance(link, h5py.HardLink):  # an external or soft link reads another file's data
+                raise FlowprepError(f"{path}: 'flow' is a link ({type(link).__name__}), not data held in this file")
+            dset = f["flow"]
+            if not isinstance(dset, h5py.Dataset) or dset.ndim != 3 or dset.shape[2] != 2 \
+                    or dset.dtype.kind not in "fiu":
+                raise FlowprepError(f"{path}: 'flow' is not an (H, W, 2) array of numbers")
+            if dset.is_virtual or dset.external:
+                raise FlowprepError(f"{path}: 'flow' keeps its data outside this file (virtual or external)")
+            _check_size(path, int(dset.shape[1]), int(dset.shape[0]))
+            return np.asarray(dset[()], dtype=np.float32)
     except OSError as e:
         raise FlowprepError(f"{path}: not an HDF5 file ({e})") from None
 
@@ -129,6 +160,15 @@ def write_flo5(path, flow: np.ndarray) -> None:
 
 
 def read_viper(path) -> np.ndarray:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:  # the members' sizes before anything is decompressed
+            sizes = {i.filename: i.file_size for i in z.infolist()}
+    except (zipfile.BadZipFile, OSError) as e:
+        raise FlowprepError(f"{path}: not a VIPER flow file (not an .npz: {e})") from None
+    if any(sizes.get(f"{k}.npy", 0) > MAX_SIDE * MAX_SIDE * 4 + 4096 for k in "uv"):
+        raise FlowprepError(f"{path}: arrays larger than a {MAX_SIDE}x{MAX_SIDE} flow: not a VIPER flow file")
     try:
         with np.load(path, allow_pickle=False) as z:
             flow = np.stack([z["u"], z["v"]], -1).astype(np.float32)

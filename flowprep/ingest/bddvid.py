@@ -23,14 +23,13 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from flowprep.errors import FlowprepError, Unusable
-from flowprep.ingest.frames import read_rgb
+from flowprep.ingest.frames import dataset_resolution, read_rgb
 from flowprep.ingest.runner import Loaded, Plan
 from flowprep.labels import read_train_ids
 from flowprep.manifest import load_classes, load_manifest
@@ -90,8 +89,8 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
                 min_contrast: float = DEFAULT_MIN_CONTRAST) -> Match:
     """Find the frame of `path` that `image` (H, W, 3 RGB) was cut from; raise Unusable if none fits.
 
-    Frames are numbered from 0 in decode order (the reference's count), computed
-    from presentation timestamps at the stream's average frame rate. The scan
+    Frames are numbered from 0 in presentation order (the reference's decode count),
+    from the packets' timestamps (`frame_numbers`: a skipped timestamp shifts nothing). The scan
     starts at `expected` +-10 frames (where the image usually is); it widens to the
     whole `search` window when no frame there passes `max_error` or the best one
     sits on the narrow window's edge. Decoding cost follows the window: the seek
@@ -114,6 +113,32 @@ def match_video(path, image: np.ndarray, *, search=DEFAULT_SEARCH, offsets=(-4, 
             if e.kind in ("unreadable video", "truncated video"):  # the wider window cannot fare better
                 raise
     return _scan(path, image, search, offsets, max_error, min_contrast)
+
+
+class _Truncated(Exception):
+    """The video holds fewer frames than the window needs."""
+
+
+REORDER = 32  # frames a decoder may hold back (B-frame reordering is a few)
+
+
+def frame_numbers(container, stream, last: int) -> dict[int, int]:
+    """{pts: frame number} of the video's first frames up to `last` (and a few beyond): a frame's number is its
+    place in presentation order, counted from 0, as the reference's OpenCV decode count numbered frames. Read
+    from the packets' timestamps (demuxed, not decoded), so a skipped timestamp does not shift the numbers as
+    timestamp x average rate would. Fewer entries than `last` + 1: the video ends before frame `last`."""
+    import av
+
+    pts = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                pts.append(packet.pts)
+                if len(pts) > last + REORDER:
+                    break
+    except av.error.FFmpegError:
+        pass  # a damaged or cut file: its frames end here
+    return {p: n for n, p in enumerate(sorted(pts))}
 
 
 def _scan(path, image: np.ndarray, search, offsets, max_error: float, min_contrast: float = DEFAULT_MIN_CONTRAST,
@@ -144,17 +169,19 @@ def _scan(path, image: np.ndarray, search, offsets, max_error: float, min_contra
                 raise Unusable("unreadable video", f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            rate = Fraction(stream.average_rate or stream.guessed_rate or 30)
-            tb = Fraction(stream.time_base)
-            start = stream.start_time or 0
-            container.seek(start + int(Fraction(first) / rate / tb), stream=stream, backward=True, any_frame=False)
+            number = frame_numbers(container, stream, last)
+            if len(number) <= last:
+                last_seen = len(number) - 1
+                raise _Truncated()
+            by_number = {n: pts for pts, n in number.items()}
+            container.seek(by_number[first], stream=stream, backward=True, any_frame=False)
             # Between the keyframe and the window nothing is kept: skip frames no other frame refers to.
             # Full decoding resumes a few frames early, more than B-frame reordering can delay a frame.
             stream.codec_context.skip_frame = "NONREF"
             for frame in container.decode(stream):
-                if frame.pts is None:
+                index = number.get(frame.pts)
+                if index is None:
                     continue
-                index = round((frame.pts - start) * tb * rate)
                 last_seen = max(last_seen, index)
                 if index >= first - 8 and stream.codec_context.skip_frame != "DEFAULT":
                     stream.codec_context.skip_frame = "DEFAULT"
@@ -178,6 +205,8 @@ def _scan(path, image: np.ndarray, search, offsets, max_error: float, min_contra
                         err = float(np.abs(np.rot90(resized[k % 2], k) - target).mean())
                         if index not in scores or err < scores[index][0]:
                             scores[index] = (err, k)
+    except _Truncated:
+        pass
     except av.error.FFmpegError as e:
         if not kept and last_seen < 0:
             raise Unusable("unreadable video", f"{path}: {getattr(e, 'strerror', None) or e}") from None
@@ -270,7 +299,7 @@ class BddLoader:
 
     images: list[str]
     labels: list[str]
-    videos: list[str]
+    videos: list[list[str]]  # per sample, every file under the videos folder with its id (usually one)
     search: tuple[int, int]
     offsets: list[int]
     max_error: float
@@ -283,10 +312,24 @@ class BddLoader:
         if image.shape[:2] != self.shape or label.shape != self.shape:
             raise Unusable("size mismatch", f"{self.images[i]}: image {image.shape[1]}x{image.shape[0]}, label "
                                             f"{label.shape[1]}x{label.shape[0]}, dataset {self.shape[1]}x{self.shape[0]}")
-        m = match_video(self.videos[i], image, search=self.search, offsets=self.offsets, max_error=self.max_error,
-                        min_contrast=self.min_contrast)
+        # several files with one id (copies in two folders, or two different drives): each is matched, the
+        # best match wins, and the report names the file taken; none matching is the first file's reason
+        matches, failures = [], []
+        for video in self.videos[i]:
+            try:
+                matches.append((match_video(video, image, search=self.search, offsets=self.offsets,
+                                            max_error=self.max_error, min_contrast=self.min_contrast), video))
+            except Unusable as e:
+                failures.append(e)
+        if not matches:
+            raise failures[0]
+        m, video = min(matches, key=lambda mv: mv[0].score)
         record = np.array([m.frame, m.score, m.margin, 90 * m.rotation, m.contrast], dtype=np.float64)
-        return Loaded(m.frames, label[None], {"eval_image": image, "match": record}, self._info(i, record))
+        info = self._info(i, record) | {"video": video}
+        if len(self.videos[i]) > 1:
+            info["candidates"] = {v: ("matched" if any(v == w for _, w in matches) else "no match")
+                                  for v in self.videos[i]}
+        return Loaded(m.frames, label[None], {"eval_image": image, "match": record}, info)
 
     def describe(self, i: int, reader) -> dict:
         """The report of planned sample i as written in the store (its match record survives a kill)."""
@@ -294,7 +337,7 @@ class BddLoader:
 
     def _info(self, i: int, record: np.ndarray) -> dict:
         frame, score, margin, rotation, contrast = (float(v) for v in record)
-        return {"video": self.videos[i], "frame": int(frame), "score": round(score, 3),
+        return {"video": self.videos[i][0], "frame": int(frame), "score": round(score, 3),
                 "margin": None if np.isnan(margin) else round(margin, 3), "rotation_deg": int(rotation),
                 "contrast": round(contrast, 3)}
 
@@ -341,12 +384,12 @@ def plan_bddvid(bdd10k, bdd100k, split: str, offsets: list[int], *, split_file=N
             ids.append(vid)
             images.append(str(labelled[vid][0]))
             labels.append(str(labelled[vid][1]))
-            paths.append(str(videos[vid][0]))
+            paths.append([str(p) for p in videos[vid]])
     sources = {"bdd10k": str(base.resolve()), "bdd100k": str(bdd100k.resolve()), "search": list(search),
                "max_error": max_error, "min_contrast": min_contrast, "split_rule": "split file" if split_file else "crc32(id) % 8 == 0 -> val"}
     if not ids:
         return Plan(None, None, excluded, sources)
-    shape = read_rgb(Path(images[0])).shape[:2]
+    shape = dataset_resolution(load_manifest("bdd"), base, "bdd")
     h, w = shape
     spec = StoreSpec(
         dataset="bddvid", split=split, classes=list(load_classes().names), height=h, width=w, sample_ids=ids,

@@ -26,10 +26,29 @@ FRAME_DATASETS = ("viper", "synthia-seq", "cityscapes-seq")
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """(H, W, 3) uint8 RGB pixels as stored: an EXIF orientation tag is ignored (a dataset is pixel arrays; its
+    labels and videos are not rotated with it)."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise FlowprepError(f"{path}: not a readable image (corrupt, truncated or not an image)")
     return np.ascontiguousarray(img[..., ::-1])
+
+
+def dataset_resolution(manifest: Manifest, root: Path, name: str | None = None) -> tuple[int, int]:
+    """(H, W) of a dataset's store: the manifest's `native_resolution`, or the resolution a `flowprep synth`
+    replica of another scale declares for it in `<root>/_truth/synth.json`. Never the first image's: one odd
+    image must not change the size of every other."""
+    import json
+
+    truth = Path(root) / "_truth" / "synth.json"
+    if truth.is_file():
+        try:
+            declared = json.loads(truth.read_text())["resolution"].get(name or manifest.name)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise FlowprepError(f"{truth}: not a replica's record (no resolution per dataset)") from None
+        if declared is not None:
+            return int(declared[0]), int(declared[1])
+    return tuple(manifest.native_resolution)
 
 
 def parse_split_file(path, manifest: Manifest) -> list[str]:
@@ -134,7 +153,7 @@ def plan_frames(dataset: str, root, split: str, offsets: list[int], split_file=N
     sources = {"root": str(root.resolve()), "split_file": str(split_file) if split_file else None}
     if not ids:
         return Plan(None, None, excluded, sources)
-    shape = read_rgb(Path(frames[0][sorted(offsets).index(0)])).shape[:2]
+    shape = dataset_resolution(load_manifest(dataset), root)
     spec = StoreSpec(dataset=dataset, split=split, classes=list(load_classes().names), height=shape[0],
                      width=shape[1], sample_ids=ids, frame_offsets=sorted(offsets), label_offsets=label_offsets)
     return Plan(spec, FrameLoader(dataset, frames, labels, shape), excluded, sources)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import shlex
+import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -74,6 +76,7 @@ def run_plan(plan: Plan, out: str, *, stage: str, workers: int = 1, progress: bo
     if plan.spec is None:
         reasons = Counter(kind for _, kind, _ in plan.excluded)
         raise FlowprepError(f"nothing to ingest: no usable sample found ({dict(reasons) or 'no labelled files matched'})")
+    created = not (Path(out) / "zarr.json").exists()
     create_store(out, plan.spec, provenance={"stage": stage, "command": shlex.join(sys.argv), "sources": plan.sources})
     writer = StoreWriter(out)
     todo = [i for i in range(len(plan.spec.sample_ids)) if not writer.is_complete(i)]
@@ -99,6 +102,9 @@ def run_plan(plan: Plan, out: str, *, stage: str, workers: int = 1, progress: bo
             collect(*_process(index))
     bar.close()
     complete = sum(writer.is_complete(i) for i in range(len(plan.spec.sample_ids)))
+    if complete == 0 and created:  # nothing usable: leave nothing behind (the caller reports why)
+        shutil.rmtree(out, ignore_errors=True)
+        return Result(str(out), len(plan.spec.sample_ids), 0, 0, sorted(plan.excluded) + sorted(failed))
     describe = getattr(plan.load, "describe", None)  # a sample's report rebuilt from the store: a run killed
     if describe is not None:  # before it saved its reports loses none of them
         from flowprep.store import StoreReader

@@ -33,7 +33,7 @@ def describe_store(path, project: int | None = None) -> dict:
     arrays = []
     for part in L.store_parts(attrs):
         for p in [*L.part_arrays(part, attrs), f"{L.CHECKSUMS}/{part}"]:
-            meta = L.read_array_meta(root, p)
+            meta = L.read_array_meta(root, p, attrs)
             sizes = _file_sizes(root, p)
             nbytes, files = sum(sizes.values()), len(sizes)
             done = np.flatnonzero(reader.complete(part))

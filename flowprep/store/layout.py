@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import stat
 import math
 import re
 from dataclasses import dataclass
@@ -214,20 +216,69 @@ _DTYPES = {
 }
 
 
-def read_json(path: Path) -> dict:
+MAX_JSON_BYTES = 16 << 20  # a store's zarr.json holds attributes, never data
+MAX_CHUNK_BYTES = 1 << 31  # one sample's frames at 8K: far below
+
+
+def contained(root: Path, rel: str) -> Path:
+    """`root / rel` resolved, which must lie inside the store: a store's files never lead out of it (a symlinked
+    folder or chunk pointing elsewhere is refused, for reading and writing)."""
+    base = Path(root).resolve()
+    path = (Path(root) / rel).resolve()
+    if path != base and base not in path.parents:
+        raise StoreError(f"{Path(root) / rel}: leads outside the store (to {path}); a store's files stay inside it")
+    return path
+
+
+def regular_file(root: Path, rel: str) -> Path:
+    """`contained`, and a regular file (not a FIFO, a device or a folder); FileNotFoundError when missing."""
+    path = contained(root, rel)
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise StoreError(f"{Path(root) / rel}: not a regular file")
+    return path
+
+
+def read_json(path: Path, root: Path | None = None) -> dict:
+    """A metadata file of the store at `root` (bounded in size, a regular file inside the store)."""
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            return json.load(f)
+        real = regular_file(root, str(path.relative_to(root))) if root is not None else path
+        size = os.stat(real).st_size
+        if size > MAX_JSON_BYTES:
+            raise StoreError(f"{path}: {size} bytes of metadata (at most {MAX_JSON_BYTES}): not a store's zarr.json")
+        with open(real, "rb") as f:
+            return json.loads(f.read(MAX_JSON_BYTES + 1))
     except FileNotFoundError:
         raise StoreError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise StoreError(f"{path}: not valid JSON ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise StoreError(f"{path}: not valid JSON ({str(e)[:200]})") from None
 
 
-def read_array_meta(root: Path, path: str) -> ArrayMeta:
-    """Parse and validate ``root/path/zarr.json``; unknown codecs or dtypes are errors."""
-    meta_file = root / path / "zarr.json"
-    meta = read_json(meta_file)
+def _ints(value, what: str, lo: int, empty: bool = False) -> tuple[int, ...]:
+    if not isinstance(value, list) or (not value and not empty) or len(value) > 8 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= lo for v in value):
+        raise StoreError(f"{what}: expected a list of integers >= {lo}, got {str(value)[:80]}")
+    return tuple(value)
+
+
+def expected_shape(path: str, attrs: dict) -> tuple[int, ...] | None:
+    """The shape the layout gives array `path` of a store with `attrs` (None: not an array of the layout)."""
+    n, (h, w) = len(attrs["sample_ids"]), attrs["resolution"]
+    shapes = {FRAMES: (n, len(attrs["frame_offsets"]), h, w, 3), LABELS: (n, len(attrs["label_offsets"]), h, w),
+              CLASS_COUNTS: (n, len(attrs["classes"]))}
+    for pair in attrs.get("flows", {}):
+        shapes[flow_path(pair)], shapes[valid_path(pair)] = (n, h, w, 2), (n, h, w)
+    for name, extra in attrs.get("extras", {}).items():
+        shapes[extra_path(name)] = (n, *extra["shape"])
+    return shapes.get(path)
+
+
+def read_array_meta(root: Path, path: str, attrs: dict | None = None) -> ArrayMeta:
+    """Parse and validate ``root/path/zarr.json``; unknown codecs or dtypes are errors. Shapes and chunks are checked
+    before anything is allocated: integers, one sample per chunk, whole along the other axes, a bounded chunk size,
+    and (with the store's `attrs`) the shape the layout gives the array."""
+    meta_file = Path(root) / path / "zarr.json"
+    meta = read_json(meta_file, Path(root))
     if meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
         raise StoreError(f"{meta_file}: not a zarr v3 array")
     dtype_name = meta.get("data_type")
@@ -250,10 +301,25 @@ def read_array_meta(root: Path, path: str) -> ArrayMeta:
     dtype = np.dtype(_DTYPES[dtype_name])
     if dtype.itemsize > 1:
         dtype = dtype.newbyteorder("<" if endian == "little" else ">")
+    shape = _ints(meta.get("shape"), f"{meta_file}: shape", 0)
+    chunks = _ints((grid.get("configuration") or {}).get("chunk_shape"), f"{meta_file}: chunk_shape", 1)
+    lead = 2 if path in (FRAMES, LABELS) else 1  # one sample (and one frame slot) per chunk, whole beyond
+    want_chunks = (1,) * min(lead, len(shape)) + shape[lead:]
+    if chunks != want_chunks:
+        raise StoreError(f"{meta_file}: chunks {list(chunks)} of shape {list(shape)} are not this layout's "
+                         f"{list(want_chunks)}")
+    if math.prod(chunks) * dtype.itemsize > MAX_CHUNK_BYTES:
+        raise StoreError(f"{meta_file}: a chunk of {list(chunks)} {dtype_name} is over {MAX_CHUNK_BYTES >> 30} GiB")
+    want = expected_shape(path, attrs) if attrs is not None else None
+    if want is not None and shape != want:
+        raise StoreError(f"{meta_file}: shape {list(shape)} does not match the store's attributes {list(want)} "
+                         f"(samples, offsets, resolution)")
+    if attrs is not None and path.startswith(CHECKSUMS) and shape[0] != len(attrs["sample_ids"]):
+        raise StoreError(f"{meta_file}: {shape[0]} checksum records for {len(attrs['sample_ids'])} samples")
     return ArrayMeta(
         path=path,
-        shape=tuple(meta["shape"]),
-        chunks=tuple(grid["configuration"]["chunk_shape"]),
+        shape=shape,
+        chunks=chunks,
         dtype=dtype,
         codecs=tuple(codecs),
         fill_value=meta.get("fill_value"),
@@ -267,7 +333,7 @@ def read_store_attrs(root: Path) -> dict:
     if not root.is_dir():
         raise StoreError(f"{root}: no store here (not a directory)")
     meta_file = root / "zarr.json"
-    meta = read_json(meta_file)
+    meta = read_json(meta_file, root)
     if meta.get("zarr_format") != 3 or meta.get("node_type") != "group":
         raise StoreError(f"{meta_file}: not a zarr v3 group")
     attrs = meta.get("attributes", {}).get(ATTRS_KEY)
@@ -284,6 +350,26 @@ def read_store_attrs(root: Path) -> dict:
         raise StoreError(f"{meta_file}: sample_ids is not a list")
     for sid in ids:  # every opener (reader, writer, verify, inspect) gets ids that are safe as file names
         check_name(sid, str(meta_file))
+    res = attrs.get("resolution")
+    if not (isinstance(res, list) and len(res) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                            and 0 < v <= 65536 for v in res)):
+        raise StoreError(f"{meta_file}: resolution {str(res)[:80]} is not [height, width] in pixels")
+    _ints(attrs.get("frame_offsets"), f"{meta_file}: frame_offsets", -10**6)
+    _ints(attrs.get("label_offsets"), f"{meta_file}: label_offsets", -10**6, empty=True)
+    if not isinstance(attrs.get("classes"), list) or not 0 < len(attrs["classes"]) <= 255:
+        raise StoreError(f"{meta_file}: classes is not a list of 1..255 names")
+    flows = attrs.get("flows", {})
+    if not isinstance(flows, dict):
+        raise StoreError(f"{meta_file}: flows is not a mapping of pair names")
+    for name in flows:  # pair names become folders: one that climbs out ("../x") is refused as sample ids are
+        try:
+            pair_offsets(name)
+        except StoreError:
+            raise StoreError(f"{meta_file}: flow pair {str(name)[:80]!r} is not a pair name (bwd_1, fwd_2, "
+                             f"bwd_1_at_m1, ...)") from None
+    for name, extra in (attrs.get("extras", {}) or {}).items():
+        check_name(name, f"{meta_file}: extras")
+        _ints(list((extra or {}).get("shape", [])), f"{meta_file}: extras.{name}.shape", 1, empty=True)
     return attrs
 
 

@@ -47,7 +47,7 @@ class StoreReader:
         self._metas: dict[str, L.ArrayMeta] = {}
         for part in L.store_parts(self.attrs):
             for p in [*L.part_arrays(part, self.attrs), f"{L.CHECKSUMS}/{part}"]:
-                self._metas[p] = L.read_array_meta(self.root, p)
+                self._metas[p] = L.read_array_meta(self.root, p, self.attrs)
         self._complete = {part: self._scan_complete(part) for part in L.store_parts(self.attrs)}
         self._reset_process_state()
 
@@ -185,12 +185,15 @@ class StoreReader:
         import google_crc32c
 
         keys = [k for p in L.part_arrays(part, self.attrs) for k in self._metas[p].sample_chunk_keys(index)]
-        record_file = self.root / self._metas[f"{L.CHECKSUMS}/{part}"].sample_chunk_keys(index)[0]
-        record = np.frombuffer(record_file.read_bytes(), dtype="<u8").reshape(-1, 2)
-        nbytes, crc = (int(v) for v in record[keys.index(key)])
+        record_key = self._metas[f"{L.CHECKSUMS}/{part}"].sample_chunk_keys(index)[0]
+        raw = L.regular_file(self.root, record_key).read_bytes()
+        if len(raw) != 16 * len(keys):
+            raise StoreError(f"{self.root / record_key}: checksum record of {len(raw)} bytes, expected "
+                             f"{16 * len(keys)} (run `flowprep verify {self.root}`)")
+        nbytes, crc = (int(v) for v in np.frombuffer(raw, dtype="<u8").reshape(-1, 2)[keys.index(key)])
         file = self.root / key
         try:
-            data = file.read_bytes()
+            data = L.regular_file(self.root, key).read_bytes()
         except FileNotFoundError:
             raise self._missing(file) from None
         if len(data) != nbytes or google_crc32c.value(data) != crc:
@@ -218,14 +221,15 @@ class StoreReader:
             return m
         file = self.root / key
         try:
-            size = file.stat().st_size
+            real = L.regular_file(self.root, key)  # inside the store, a regular file (never a FIFO or device)
+            size = real.stat().st_size
         except FileNotFoundError:
             raise self._missing(file) from None
         if size != meta.chunk_nbytes:
             raise StoreError(f"{file}: chunk file has {size} bytes, expected {meta.chunk_nbytes} "
                              f"(truncated or foreign; run `flowprep verify {self.root}`)")
         # A plain ndarray view slices faster than the memmap subclass and keeps the map alive.
-        m = np.memmap(file, dtype=meta.dtype, mode="r", shape=meta.chunks).view(np.ndarray)
+        m = np.memmap(real, dtype=meta.dtype, mode="r", shape=meta.chunks).view(np.ndarray)
         self._maps[key] = m
         if len(self._maps) > self.max_open:  # every map holds a file descriptor
             self._maps.popitem(last=False)
@@ -237,20 +241,27 @@ class StoreReader:
             return chunk
         file = self.root / key
         try:
-            data = file.read_bytes()
+            real = L.regular_file(self.root, key)
+            if real.stat().st_size > meta.chunk_nbytes + 4096:  # compression never makes a chunk larger than that
+                raise StoreError(f"{file}: {real.stat().st_size} bytes for a chunk of {meta.chunk_nbytes} (foreign; "
+                                 f"run `flowprep verify {self.root}`)")
+            data = real.read_bytes()
         except FileNotFoundError:
             raise self._missing(file) from None
         from numcodecs import Blosc, Zstd
 
+        out = np.empty(meta.chunk_nbytes, np.uint8)  # decoded into a buffer of the layout's size: never more
         try:
-            raw = (Zstd() if meta.codecs[1] == "zstd" else Blosc()).decode(data)
+            raw = (Zstd() if meta.codecs[1] == "zstd" else Blosc()).decode(data, out=out)
         except Exception as e:  # noqa: BLE001 - the codec libraries raise assorted types for a damaged frame
-            raise StoreError(f"{file}: cannot be decoded as {meta.codecs[1]} ({e}; run `flowprep verify "
-                             f"{self.root}`)") from None
-        if len(raw) != meta.chunk_nbytes:
-            raise StoreError(f"{file}: decodes to {len(raw)} bytes, expected {meta.chunk_nbytes} "
+            raise StoreError(f"{file}: cannot be decoded as {meta.codecs[1]} into the chunk's {meta.chunk_nbytes} "
+                             f"bytes ({e}; run `flowprep verify {self.root}`)") from None
+        raw = np.frombuffer(raw, np.uint8)
+        if raw.nbytes != meta.chunk_nbytes:
+            raise StoreError(f"{file}: decodes to {raw.nbytes} bytes, expected {meta.chunk_nbytes} "
                              f"(truncated or foreign; run `flowprep verify {self.root}`)")
-        chunk = np.frombuffer(raw, dtype=meta.dtype).reshape(meta.chunks)  # read-only, like a map
+        chunk = raw.view(meta.dtype).reshape(meta.chunks)
+        chunk.flags.writeable = False  # read-only, like a map
         self._decoded[key] = chunk
         self._decoded_bytes += chunk.nbytes
         while self._decoded_bytes > self.DECODED_BYTES and len(self._decoded) > 1:  # bounded memory

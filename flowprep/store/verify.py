@@ -8,6 +8,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from flowprep.errors import StoreError
 from flowprep.progress import Progress
 from flowprep.store import layout as L
 
@@ -34,16 +35,26 @@ class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
 
     @property
+    def incomplete(self) -> dict[str, int]:
+        """part -> samples whose part was never finished (no checksum record)."""
+        return {part: self.total - c for part, c in self.complete.items() if c < self.total}
+
+    @property
     def ok(self) -> bool:
-        return not self.problems
+        """Every chunk of every sample present and intact."""
+        return not self.problems and not self.incomplete
 
 
 def _check_chunk(root: Path, key: str, nbytes: int, crc: int) -> str | None:
-    file = root / key
     try:
-        data = file.read_bytes()
+        real = L.regular_file(root, key)
+        if real.stat().st_size != nbytes:
+            return f"{real.stat().st_size} bytes, expected {nbytes} (truncated or replaced)"
+        data = real.read_bytes()
     except FileNotFoundError:
         return "missing"
+    except StoreError as e:
+        return str(e).split(": ", 1)[-1]
     if len(data) != nbytes:
         return f"{len(data)} bytes, expected {nbytes} (truncated or replaced)"
     if google_crc32c.value(data) != crc:
@@ -58,8 +69,8 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
     ids = attrs["sample_ids"]
     report = VerifyReport(root=root, total=len(ids))
     for part in L.store_parts(attrs):
-        record_meta = L.read_array_meta(root, f"{L.CHECKSUMS}/{part}")
-        metas = [L.read_array_meta(root, p) for p in L.part_arrays(part, attrs)]
+        record_meta = L.read_array_meta(root, f"{L.CHECKSUMS}/{part}", attrs)
+        metas = [L.read_array_meta(root, p, attrs) for p in L.part_arrays(part, attrs)]
         k = record_meta.chunks[1]
         report.complete[part] = 0
         for i in Progress(len(ids), f"verify {part}", "sample", enabled=progress).each(range(len(ids))):
@@ -67,7 +78,11 @@ def verify_store(path, *, progress: bool = False) -> VerifyReport:
             record_file = root / record_key
             if not record_file.exists():
                 continue  # incomplete: nothing was promised yet
-            raw = record_file.read_bytes()
+            try:
+                raw = L.regular_file(root, record_key).read_bytes()
+            except StoreError as e:
+                report.problems.append(Problem(part, i, ids[i], record_key, str(e).split(": ", 1)[-1]))
+                continue
             if len(raw) != k * 16:
                 report.problems.append(Problem(part, i, ids[i], record_key, f"checksum record has {len(raw)} bytes, expected {k * 16}"))
                 continue

@@ -328,6 +328,7 @@ class StoreWriter:
 
     def _array(self, path: str):
         if path not in self._arrays:
+            L.contained(self.root, path)  # a symlinked folder never takes the writes out of the store
             # write_empty_chunks is a run-time setting: without it an all-zero frame would
             # leave no chunk file, and the memmap reader and checksums need every file.
             self._arrays[path] = self._group[path].with_config({"write_empty_chunks": True})
@@ -335,7 +336,7 @@ class StoreWriter:
 
     def _meta(self, path: str) -> L.ArrayMeta:
         if path not in self._metas:
-            self._metas[path] = L.read_array_meta(self.root, path)
+            self._metas[path] = L.read_array_meta(self.root, path, self.attrs)
         return self._metas[path]
 
     def _checksum_file(self, index: int, part: str) -> Path:

@@ -40,6 +40,9 @@ def _unwrap(ckpt) -> dict:
             ckpt = ckpt[key]
     if not isinstance(ckpt, dict):
         raise WeightsError("no state dict inside")
+    odd = [repr(k) for k in ckpt if not isinstance(k, str)][:3]
+    if odd:
+        raise WeightsError(f"keys that are not parameter names ({', '.join(odd)}): not a state dict")
     for prefix in ("module.", "backbone."):
         if ckpt and all(k.startswith(prefix) for k in ckpt):
             ckpt = {k[len(prefix):]: v for k, v in ckpt.items()}
@@ -150,15 +153,29 @@ def _few(keys) -> str:
 
 def check_keys(state: dict, own: dict, what: str, may_lack: tuple = ()) -> None:
     """Raise a WeightsError starting with `what` that lists missing, unexpected and mis-shaped keys of
-    `state` against the model's `own` state dict (BatchNorm counters and keys under `may_lack` may be absent)."""
+    `state` against the model's `own` state dict (BatchNorm counters and keys under `may_lack` may be absent),
+    and refuses what is not weights: keys that are not names, values that are not tensors, integer or boolean
+    tensors where the model holds floats (never cast silently), and NaN or infinite values."""
+    odd = [repr(k) for k in state if not isinstance(k, str)][:3]
+    if odd:
+        raise WeightsError(f"{what}: keys that are not parameter names ({', '.join(odd)}): not a state dict")
+    not_tensors = [f"{k} ({type(v).__name__})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise WeightsError(f"{what}: values that are not tensors: {_few(not_tensors)}")
     need = {k for k in own if not k.endswith("num_batches_tracked") and not (may_lack and k.startswith(may_lack))}
     missing, unexpected = need - set(state), set(state) - set(own)
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in need & set(state)
               if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
+    dtypes = [f"{k} {state[k].dtype} vs {own[k].dtype}" for k in need & set(state)
+              if own[k].is_floating_point() and not state[k].is_floating_point()]
+    if missing or unexpected or shapes or dtypes:
         parts = [f"{name} {len(keys)}: {_few(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes)) if keys]
+                 (("missing", missing), ("unexpected", unexpected), ("shape mismatches", shapes),
+                  ("not floating point", dtypes)) if keys]
         raise WeightsError(f"{what}: " + "; ".join(parts))
+    bad = [k for k in sorted(need & set(state)) if state[k].is_floating_point() and not torch.isfinite(state[k]).all()]
+    if bad:
+        raise WeightsError(f"{what}: NaN or infinite values in {_few(bad)} (a diverged run's weights?)")
 
 
 def _numpy_globals() -> list:

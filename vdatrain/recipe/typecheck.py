@@ -10,6 +10,7 @@ that holds them (`OneOf`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ def check_value(value, annotation, key: str):
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise RecipeError(f"{key}: {value!r} is not a finite number")
         return float(value)
     if annotation in (int, str):
         if isinstance(value, bool) or not isinstance(value, annotation):

@@ -2,6 +2,8 @@
 flow-import of the reference's layout, flow-export, flow-compare, flow-show."""
 
 import cv2
+import re
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -83,7 +85,8 @@ def test_flow_show_writes_frame_flow_with_its_colour_key_and_validity(fresh_stor
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["source frame", f"{sid}: flow bwd_1, frame +0 -> -1", titles[2]]
     key = fig.axes[1].child_axes[0].get_title()  # the colour wheel, inset in the flow panel
-    assert titles[2].startswith("valid (") and key.startswith("rim ") and key.endswith(" px")
+    assert titles[2].startswith("validity: white valid (") and "black not" in titles[2]  # the panel says its colours
+    assert key.startswith("rim ") and key.endswith(" px")
     result = run("flow-show", fresh_store, "--sample", "nope", "--out", tmp_path / "x.png")
     assert result.exit_code == 2 and "no sample 'nope'" in result.output
 
@@ -114,8 +117,9 @@ def test_import_reports_samples_without_a_file(fresh_store, tmp_path):
     assert StoreReader(fresh_store).complete("flow_bwd_1").tolist() == [True, False]
 
 
-@pytest.mark.parametrize("fmt", ["flo", "pfm", "flo5", "viper"])
-def test_export_then_import_in_every_float_format(fresh_store, tmp_path, fmt):
+@pytest.mark.parametrize("fmt", ["kitti", "flo", "pfm", "flo5", "viper"])
+def test_export_then_import_in_every_format_gives_back_the_flows_and_their_validity(fresh_store, tmp_path, fmt):
+    """Formats without a mask travel with `<name>_valid.png` beside each file; import reads it back."""
     run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
     assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
     result = run("flow-export", fresh_store, "--pair", "bwd:1", "--out", tmp_path / fmt, "--format", fmt)
@@ -124,12 +128,26 @@ def test_export_then_import_in_every_float_format(fresh_store, tmp_path, fmt):
     assert run("flow-import", fresh_store, "--pair", "fwd_1", "--dir", tmp_path / fmt,
                "--pattern", "{sample_id}" + ext).exit_code == 0
     r = StoreReader(fresh_store)
-    step = 1 / 32 if fmt == "viper" else 0  # float16 keeps 1/32 px up to 64 px
+    step = {"viper": 1 / 32, "kitti": 1 / 64}.get(fmt, 0)  # float16 keeps 1/32 px up to 64 px; KITTI 1/64
     for i in range(len(r)):
-        valid = r.flow_valid(i, "bwd_1")
-        if fmt != "flo":  # .flo has no way to say invalid: its mask file does, import reads vectors only
-            np.testing.assert_array_equal(r.flow_valid(i, "fwd_1"), valid)
+        valid = np.asarray(r.flow_valid(i, "bwd_1"))
+        assert 0 < valid.mean() < 1  # DIS leaves some pixels invalid: the mask is worth carrying
+        np.testing.assert_array_equal(r.flow_valid(i, "fwd_1"), valid)
         assert np.abs(r.flow(i, "fwd_1") - r.flow(i, "bwd_1"))[valid].max() <= step
+
+
+def test_an_import_without_validity_pictures_says_validity_is_unknown(fresh_store, tmp_path):
+    run = lambda *a: CliRunner().invoke(cli, list(map(str, a)))
+    assert run("flow", fresh_store, "--model", "dis", "--pairs", "bwd:1").exit_code == 0
+    assert run("flow-export", fresh_store, "--pair", "bwd:1", "--out", tmp_path / "f", "--format", "flo").exit_code == 0
+    for p in (tmp_path / "f").glob("*_valid.png"):
+        p.unlink()
+    result = run("flow-import", fresh_store, "--pair", "fwd_1", "--dir", tmp_path / "f", "--pattern", "{sample_id}.flo")
+    assert result.exit_code == 0, result.output
+    assert "validity unknown" in result.output
+    r = StoreReader(fresh_store)
+    assert r.attrs["provenance"][-1]["validity"].startswith("unknown for 2 of 2 files")
+    assert np.asarray(r.flow_valid(0, "fwd_1")).all()
 
 
 def test_our_readers_agree_with_ptlflows(tmp_path):
@@ -209,3 +227,53 @@ def test_one_pair_at_a_time_and_a_reference_of_another_size_are_one_line_errors(
     write_flow(tmp_path / "d" / f"{sid}.flo", np.zeros((7, 9, 2), np.float32), None, "flo")
     small = run("flow-compare", fresh_store, "--pair", "bwd_1", "--dir", tmp_path / "d", "--pattern", "{sample_id}.flo")
     assert small.exit_code == 2 and "9x7, the store is" in small.output and "Traceback" not in small.output
+
+
+def _hostile_files(tmp_path):
+    """Flow files whose headers lie: each (file name, bytes or a writer)."""
+    import struct
+    import zlib
+
+    import h5py
+
+    def png(w, h):  # a PNG signature and IHDR declaring w x h, then nothing
+        ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+    files = {
+        "negative.flo": b"PIEH" + np.array([-4, 8], "<i4").tobytes() + b"\0" * 64,
+        "overflow.flo": b"PIEH" + np.array([65536, 65536], "<i4").tobytes() + b"\0" * 64,  # 8 w h wraps in int32
+        "huge.pfm": b"PF\n100000 100000\n-1.0\n" + b"\0" * 64,
+        "negative.pfm": b"PF\n-3 5\n-1.0\n" + b"\0" * 64,
+        "truncated.pfm": b"PF\n8 4\n-1.0\n" + b"\0" * 40,
+        "huge.png": png(200000, 200000),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "other.h5").write_bytes(b"")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["secret"] = np.ones((4, 4, 2), np.float32)
+    with h5py.File(tmp_path / "external.flo5", "w") as f:
+        f["flow"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/secret")
+    with h5py.File(tmp_path / "scalar.flo5", "w") as f:
+        f["flow"] = 3.0
+    with h5py.File(tmp_path / "huge.flo5", "w") as f:
+        f.create_dataset("flow", shape=(100000, 100000, 2), dtype="f4")  # no data written: declared only
+    np.savez(tmp_path / "huge.npz", u=np.zeros(1, np.float16), v=np.zeros(1, np.float16))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name,message", [
+    ("negative.flo", "declares a -4x8 flow"), ("overflow.flo", "declares a 65536x65536 flow"),
+    ("huge.pfm", "declares a 100000x100000 flow"), ("negative.pfm", "declares a -3x5 flow"),
+    ("truncated.pfm", "(truncated)"), ("huge.png", "declares a 200000x200000 flow"),
+    ("external.flo5", "'flow' is a link (ExternalLink)"), ("scalar.flo5", "is not an (H, W, 2) array"),
+    ("huge.flo5", "declares a 100000x100000 flow"),
+])
+def test_a_flow_file_whose_header_lies_is_one_line_before_anything_is_allocated(tmp_path, name, message):
+    from flowprep.errors import FlowprepError
+    from flowprep.flow.formats import read_flow
+
+    _hostile_files(tmp_path)
+    with pytest.raises(FlowprepError, match=re.escape(message)):
+        read_flow(tmp_path / name)

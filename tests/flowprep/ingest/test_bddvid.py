@@ -100,8 +100,11 @@ def _image(root, truth, vid):
     return cv2.imread(str(root / f"bdd100k/images/10k/{truth[vid]['split10k']}/{vid}.jpg"))[..., ::-1]
 
 
-def _reencoded(src, dst, keep=None, crf="28"):
-    """Re-encode `src` (the frames `keep` selects, default all) as H.264 at `crf`."""
+def _reencoded(src, dst, keep=None, crf="28", skip_timestamp_at=None):
+    """Re-encode `src` (the frames `keep` selects, default all) as H.264 at `crf`; `skip_timestamp_at`: from that
+    frame on, every frame's timestamp is one frame later (a variable-frame-rate drop: no frame is missing)."""
+    from fractions import Fraction
+
     with av.open(str(src)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     frames = frames if keep is None else frames[keep]
@@ -109,8 +112,12 @@ def _reencoded(src, dst, keep=None, crf="28"):
         stream = out.add_stream("libx264", rate=30)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt, stream.options = "yuv420p", {"crf": crf, "threads": "1"}
-        for f in frames:
-            for p in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+        stream.codec_context.time_base = Fraction(1, 30)
+        for i, f in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(f, format="rgb24")
+            frame.pts = i + (1 if skip_timestamp_at is not None and i >= skip_timestamp_at else 0)
+            frame.time_base = Fraction(1, 30)
+            for p in stream.encode(frame):
                 out.mux(p)
         for p in stream.encode():
             out.mux(p)
@@ -143,6 +150,18 @@ def test_a_video_cut_before_the_true_frame_is_truncated_never_matched(synth_tiny
         match_video(cut, _image(synth_tiny, truth, vid))
 
 
+def test_a_skipped_timestamp_shifts_no_frame_number_and_a_cut_video_is_still_truncated(synth_tiny, truth, tmp_path):
+    """Frames are numbered by their place in presentation order (the reference's decode count): a timestamp
+    skipped at frame 290 (timestamp x rate would number the true frame one too high) still gives the true frame."""
+    vid = next(v for v, info in truth.items() if info["status"] == "ok")
+    src = next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov"))
+    gap = _reencoded(src, tmp_path / "gap.mov", crf="18", skip_timestamp_at=290)
+    with av.open(str(gap)) as c:  # the file really has the gap
+        stamps = [f.pts for f in c.decode(video=0)]
+    assert len(set(b - a for a, b in zip(stamps, stamps[1:]))) == 2
+    assert match_video(gap, _image(synth_tiny, truth, vid)).frame == truth[vid]["frame"]
+
+
 def test_a_re_encoded_video_still_matches_its_frame(synth_tiny, truth, tmp_path):
     for vid in [v for v, info in truth.items() if info["status"] == "ok"]:
         copy = _reencoded(next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov")), tmp_path / f"{vid}.mov")
@@ -170,6 +189,7 @@ def test_an_unlabelled_bdd10k_image_is_reported(synth_tiny, truth, tmp_path):
     root = tmp_path / "raw"
     shutil.copytree(synth_tiny / "bdd100k/images", root / "bdd100k/images")
     shutil.copytree(synth_tiny / "bdd100k/labels", root / "bdd100k/labels")
+    shutil.copytree(synth_tiny / "_truth", root / "_truth")  # the replica's declared resolutions
     vid = next(v for v, info in truth.items() if info["status"] == "ok")
     label = root / f"bdd100k/labels/sem_seg/masks/{truth[vid]['split10k']}/{vid}.png"
     label.unlink()
@@ -197,10 +217,12 @@ def test_nothing_usable_exits_2(synth_tiny, truth, tmp_path):
     result = build("--bdd10k", synth_tiny, "--bdd100k", synth_tiny, "--out", tmp_path / "b.zarr",
                    "--split-file", f, "--from-splits", "train,val", "--workers", 1)
     assert result.exit_code == 2 and "no sample could be written" in result.output
+    assert not (tmp_path / "b.zarr").exists()  # nothing half-made is left
 
 
 def test_older_bdd10k_layout_is_read_too(synth_tiny, truth, tmp_path):
     old = tmp_path / "old"
+    shutil.copytree(synth_tiny / "_truth", old / "_truth")  # the replica's declared resolutions
     for vid, info in truth.items():
         src = info["split10k"]
         (old / f"bdd100k/seg/images/{src}").mkdir(parents=True, exist_ok=True)
@@ -223,3 +245,28 @@ def test_a_frame_outside_the_first_narrow_scan_is_found_by_widening(synth_tiny, 
     video = next(synth_tiny.glob(f"bdd100k/videos/**/{vid}.mov"))
     m = match_video(video, image, search=(260, 315), expected=270)  # first scan 260..280 misses it
     assert m.frame == truth[vid]["frame"]
+
+
+def test_an_exif_orientation_tag_rotates_nothing_and_the_image_matches_its_video(synth_tiny, truth, tmp_path):
+    """A BDD10k JPEG carrying EXIF Orientation=6 (rotate 90 deg) over pixels that are already upright: read as the
+    stored pixel array, it keeps its 1280x720-like size, matches its video and is the store's eval image."""
+    from PIL import Image
+
+    root = tmp_path / "raw"
+    for folder in ("bdd100k/images", "bdd100k/labels", "_truth"):
+        shutil.copytree(synth_tiny / folder, root / folder)
+    vid = next(v for v, info in truth.items() if info["status"] == "ok")
+    jpg = root / f"bdd100k/images/10k/{truth[vid]['split10k']}/{vid}.jpg"
+    pixels = np.array(Image.open(jpg))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(pixels).save(jpg, quality=95, exif=exif)
+    assert Image.open(jpg).getexif()[0x0112] == 6
+    result = build("--bdd10k", root, "--bdd100k", synth_tiny, "--out", tmp_path / "e.zarr", "--split",
+                   split_of(vid), "--from-splits", "train,val", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    r = StoreReader(tmp_path / "e.zarr")
+    i = r.sample_ids.index(vid)
+    assert r.complete()[i] and r.attrs["ingest"]["samples"][vid]["frame"] == truth[vid]["frame"]
+    stored = np.asarray(r.extra(i, "eval_image"))
+    assert stored.shape == pixels.shape and np.abs(stored.astype(int) - pixels.astype(int)).mean() < 2

@@ -16,6 +16,14 @@ from flowprep.store import StoreReader
 from flowprep.store.verify import verify_store
 
 
+def copy_replica(synth_tiny, root, *folders):
+    """Folders of the tiny replica under `root`, with the record that declares its scale's resolutions."""
+    for folder in folders:
+        shutil.copytree(synth_tiny / folder, root / folder)
+    (root / "_truth").mkdir(parents=True, exist_ok=True)
+    shutil.copy(synth_tiny / "_truth/synth.json", root / "_truth/synth.json")
+
+
 def ingest(*args):
     return CliRunner().invoke(cli, ["ingest", *map(str, args)])
 
@@ -35,7 +43,7 @@ def test_viper_samples_are_every_tenth_frame_with_the_previous_two(synth_tiny, t
 
 def test_viper_label_map_including_the_van_train_colour(synth_tiny, tmp_path):
     root = tmp_path / "raw"
-    shutil.copytree(synth_tiny / "train", root / "train")
+    copy_replica(synth_tiny, root, "train")
     label_file = root / "train/cls/001/001_00010.png"
     cls = cv2.imread(str(label_file))
     cls[:4, :4] = (100, 80, 0)  # van (0, 80, 100) in BGR: shares its colour with train
@@ -50,7 +58,7 @@ def test_viper_label_map_including_the_van_train_colour(synth_tiny, tmp_path):
 
 def test_synthia_bicycle_is_rider_and_lane_marking_is_ignored(synth_tiny, tmp_path):
     root = tmp_path / "raw"
-    shutil.copytree(synth_tiny / "SYNTHIA-SEQS-04-DAWN", root / "SYNTHIA-SEQS-04-DAWN")
+    copy_replica(synth_tiny, root, "SYNTHIA-SEQS-04-DAWN")
     label_file = root / "SYNTHIA-SEQS-04-DAWN/GT/LABELS/Stereo_Left/Omni_F/000005.png"
     lab = cv2.imread(str(label_file), cv2.IMREAD_UNCHANGED)
     lab[:2, :2, 2], lab[2:4, :2, 2], lab[4:6, :2, 2] = 11, 12, 8  # bicycle, lane marking, car (red channel)
@@ -117,7 +125,7 @@ def test_split_file_selects_samples_and_reports_unknown_ones(synth_tiny, tmp_pat
 
 def test_a_corrupt_frame_excludes_its_sample_and_nothing_else(synth_tiny, tmp_path):
     root = tmp_path / "raw"
-    shutil.copytree(synth_tiny / "train", root / "train")
+    copy_replica(synth_tiny, root, "train")
     (root / "train/img/002/002_00019.jpg").write_bytes(b"not a jpeg")
     result = ingest("viper", "--root", root, "--out", tmp_path / "v.zarr", "--workers", 1)
     assert result.exit_code == 0
@@ -128,13 +136,53 @@ def test_a_corrupt_frame_excludes_its_sample_and_nothing_else(synth_tiny, tmp_pa
 
 def test_a_frame_of_another_size_excludes_its_sample_and_the_ingest_goes_on(synth_tiny, tmp_path):
     root = tmp_path / "raw"
-    shutil.copytree(synth_tiny / "train", root / "train")
+    copy_replica(synth_tiny, root, "train")
     odd = root / "train/img/002/002_00018.jpg"
     cv2.imwrite(str(odd), cv2.resize(cv2.imread(str(odd)), (101, 57)))
     result = ingest("viper", "--root", root, "--out", tmp_path / "v.zarr", "--workers", 2)
     assert result.exit_code == 0, result.output
     assert StoreReader(tmp_path / "v.zarr").complete().tolist() == [True, True, True, False]
     assert f"002_00020: size mismatch: {odd}: size 101x57 differs from the dataset's" in result.output
+
+
+def test_an_odd_first_image_changes_nothing_but_its_own_sample(synth_tiny, tmp_path):
+    """The store's size is the dataset's (the manifest's, or the replica's declared), never the first image's:
+    a first sample whose frame t is another size (or unreadable) is a reported skip; the others ingest."""
+    root = tmp_path / "raw"
+    copy_replica(synth_tiny, root, "train")
+    first = root / "train/img/001/001_00010.jpg"
+    cv2.imwrite(str(first), cv2.resize(cv2.imread(str(first)), (256, 144)))
+    result = ingest("viper", "--root", root, "--out", tmp_path / "v.zarr", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    r = StoreReader(tmp_path / "v.zarr")
+    assert r.resolution == (72, 128) and r.complete().tolist() == [False, True, True, True]
+    assert "001_00010: size mismatch" in result.output
+    first.write_bytes(b"not a jpeg either")
+    again = ingest("viper", "--root", root, "--out", tmp_path / "w.zarr", "--workers", 1)
+    assert again.exit_code == 0 and "001_00010: unreadable input" in again.output
+
+
+def test_a_grey_palette_label_png_is_read_as_its_indices(synth_tiny, tmp_path):
+    """A labelIds PNG saved with a palette (grey, so OpenCV would expand it to 3 channels): the indices are the
+    ids; the store gets the same trainIds as from the plain single-channel file."""
+    from PIL import Image
+
+    root = tmp_path / "raw"
+    copy_replica(synth_tiny, root, "gtFine", "leftImg8bit_sequence")
+    label = next((root / "gtFine/val").rglob("*_labelIds.png"))
+    ids = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+    assert ingest("cityscapes-seq", "--root", root, "--split", "val", "--out", tmp_path / "a.zarr",
+                  "--workers", 1).exit_code == 0
+    img = Image.fromarray(ids, mode="L").convert("P")
+    img.putpalette([v for g in range(256) for v in (g, g, g)])
+    img.save(label)
+    assert Image.open(label).mode == "P" and cv2.imread(str(label), cv2.IMREAD_UNCHANGED).ndim == 3
+    result = ingest("cityscapes-seq", "--root", root, "--split", "val", "--out", tmp_path / "b.zarr", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    a, b = StoreReader(tmp_path / "a.zarr"), StoreReader(tmp_path / "b.zarr")
+    assert b.complete().all()
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a.label(i), b.label(i))
 
 
 def test_nothing_usable_and_bad_arguments_exit_2(synth_tiny, tmp_path):

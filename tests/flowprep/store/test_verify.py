@@ -42,10 +42,19 @@ def test_truncated_and_missing_chunks_are_found(store):
     assert len(problems) == 2
 
 
-def test_incomplete_samples_are_counted_not_reported(tmp_path):
+def test_incomplete_samples_are_counted_apart_from_corrupt_ones_and_fail_the_check(tmp_path):
+    """A sample never finished (no checksum record) is not corrupt, but the store is not ready: exit 1."""
+    from click.testing import CliRunner
+
+    from flowprep.cli import cli
+
     w = write_store(tmp_path / "s.zarr", samples=[1, 3])
     report = verify_store(w.path)
-    assert report.ok and report.complete["base"] == 2
+    assert not report.problems and report.complete["base"] == 2 and report.incomplete["base"] == 3
+    assert not report.ok
+    result = CliRunner().invoke(cli, ["verify", str(w.path)])
+    assert result.exit_code == 1 and "INCOMPLETE base: 3 of 5 samples never finished" in result.stdout
+    assert "INCOMPLETE" in result.stdout.strip().splitlines()[-1]
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -1,5 +1,7 @@
 """ImageNet weights load from the formats users have, with a readable report when they do not fit."""
 
+import re
+
 import pytest
 import torch
 import torchvision
@@ -143,3 +145,17 @@ def test_a_broken_safetensors_file_is_a_one_line_error(tmp_path):
     (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
     with pytest.raises(WeightsError, match="w.safetensors: not a readable safetensors file"):
         load_backbone(build_model("daformer_mitb0").backbone, tmp_path / "w.safetensors")
+
+
+@pytest.mark.parametrize("spoil,message", [
+    (lambda s: {**{0: next(iter(s.values()))}, **s}, "keys that are not parameter names (0)"),
+    (lambda s: {**s, "stem.0.weight": [1.0, 2.0]}, "values that are not tensors: stem.0.weight (list)"),
+    (lambda s: {**s, "stem.0.weight": s["stem.0.weight"].to(torch.int32)}, "not floating point 1: stem.0.weight"),
+    (lambda s: {**s, "stem.0.weight": s["stem.0.weight"].bool()}, "not floating point 1: stem.0.weight"),
+    (lambda s: {**s, "stem.0.weight": s["stem.0.weight"] * float("nan")}, "NaN or infinite values in stem.0.weight"),
+])
+def test_what_is_not_weights_is_refused_naming_the_key_never_cast(tmp_path, spoil, message):
+    state = _randomised(build_model("deeplabv2_check").backbone.state_dict())
+    torch.save(spoil(state), tmp_path / "w.pth")
+    with pytest.raises(WeightsError, match=re.escape(message)):
+        load_backbone(build_model("deeplabv2_check").backbone, tmp_path / "w.pth")
