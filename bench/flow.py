@@ -8,9 +8,9 @@ a shift: exact flow).
 
 GPU (when CUDA is available): FlowFormer at 1280x720 and 2048x1024 (432x960 tiles):
 - baseline: the plain ptlflow loop, fp32, one pair per call, ptlflow's own tiling;
-- ours: tiles of several pairs batched through the model, fp32 / fp16 / bf16;
+- ours: tiles of several pairs batched through the model, fp32 / TF32 / fp16 / bf16;
 with throughput relative to the baseline and the mean end-point-error change
-against our fp32 output. Goal (issue 5): >= 3x the baseline's throughput with a
+against our fp32 output. Goal: >= 3x the baseline's throughput with a
 mean EPE change < 0.05 px. Without --ckpt the weights are random (throughput is
 the same; EPE changes are then not meaningful).
 
@@ -100,7 +100,7 @@ def gpu_section(device: str, seconds: float, ckpt: str | None, sizes, tile, batc
         base_rate = rate(plain, seconds)
         base = None  # free the baseline before the next models (the closure sees None)
         rows, ref = [], None
-        for precision in ("fp32", "fp16", "bf16"):
+        for precision in ("fp32", "tf32", "fp16", "bf16"):
             if precision == "fp16" and not device.startswith("cuda"):
                 continue
             engine = make_engine("flowformer", ckpt=ckpt, random_weights=ckpt is None, device=device,
@@ -134,13 +134,15 @@ def job_section(store: str, gpu: bool, ckpt: str | None = None) -> None:
     def timed(make):
         def make_timed(*a, **k):
             engine = make(*a, **k)
+            inner = engine.flow_and_validity
 
-            def run(first, second):
+            def flow_and_validity(*args, **kwargs):  # the engine's share of the job: flows and validity
                 start = time.perf_counter()
-                out = engine(first, second)
+                out = inner(*args, **kwargs)
                 engine_seconds.append(time.perf_counter() - start)
                 return out
-            return run
+            engine.flow_and_validity = flow_and_validity
+            return engine
         return make_timed
 
     job.make_engine = timed(job.make_engine)

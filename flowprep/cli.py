@@ -58,16 +58,21 @@ def verify(store, quiet):
     """Recompute the checksum of every chunk of every complete sample in STORE.
 
     Exits 1 and names each missing, truncated or corrupt chunk file and its
-    sample; exits 0 when every complete sample checks out. Incomplete samples
-    (never finished writing) are counted, not reported as corrupt.
+    sample, and when a sample was never finished (no checksum record: an ingest or
+    flow job stopped before it; running the same command again finishes it); exits
+    0 when every sample of every part is complete and checks out. The report and its
+    summary go to standard output.
     """
     from flowprep.store.verify import verify_store
 
     report = verify_store(store, progress=not quiet)
     for problem in report.problems:
-        click.echo(f"CORRUPT {problem}", err=True)
+        click.echo(f"CORRUPT {problem}")
+    for part, n in report.incomplete.items():
+        click.echo(f"INCOMPLETE {part}: {n} of {report.total} samples never finished (no checksum record; run the "
+                   f"command that writes them again)")
     parts = ", ".join(f"{part} {c}/{report.total}" for part, c in report.complete.items())
-    status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
+    status = "OK" if report.ok else (f"FAILED ({len(report.problems)} problems)" if report.problems else "INCOMPLETE")
     click.echo(f"{status}: {report.chunks} chunks, {report.nbytes / 1e6:.1f} MB checked; complete samples: {parts}")
     sys.exit(0 if report.ok else 1)
 
@@ -132,7 +137,8 @@ def ingest(dataset, root, split, out, offsets, split_file, flow_codec, workers):
     result = run_plan(plan, out, stage=f"ingest {dataset}", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
-        raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
+        raise FlowprepError(f"{out}: no sample could be written (see the reasons above); a store this run created "
+                            f"was removed")
 
 
 def _search(ctx, param, value: str):
@@ -193,7 +199,8 @@ def build_bddvid(bdd10k, bdd100k, out, split, split_file, offsets, search, max_e
     result = run_plan(plan, out, stage="build-bddvid", workers=workers, progress=True)
     click.echo(format_summary(result))
     if result.complete == 0:
-        raise FlowprepError(f"{out}: no sample could be written (see the reasons above)")
+        raise FlowprepError(f"{out}: no sample could be written (see the reasons above); a store this run created "
+                            f"was removed")
 
 
 def _tile(ctx, param, value):
@@ -222,20 +229,23 @@ def _tile(ctx, param, value):
 @click.option("--shard", default="0/1", show_default=True,
               help="I/N: this process computes the items j with j % N == I; auto: I and N from the scheduler "
                    "(torchrun's RANK/WORLD_SIZE, a SLURM array task and srun task), logged at the start.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True,
-              help="ptlflow models: autocast precision (fp16 needs a GPU).")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "fp16", "bf16"]), default="fp32", show_default=True,
+              help="ptlflow models: fp32, fp32 with TF32 matrix multiplies (Ampere and newer GPUs), or autocast to "
+                   "fp16 (GPUs only) or bf16.")
 @click.option("--tile", callback=_tile, default=None,
               help="ptlflow models: tile size HxW for large frames (e.g. 432x960, FlowFormer's training size).")
 @click.option("--overlap", type=click.IntRange(0, 512), default=64, show_default=True, help="Tile overlap, pixels.")
 @click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Pairs per engine call (their tiles are batched together).")
+@click.option("--tile-batch", type=click.IntRange(1, 256), default=4, show_default=True,
+              help="ptlflow models: tiles per forward (a GPU with room takes more; the flows are the same).")
 @click.option("--no-consistency", is_flag=True,
               help="Skip the reverse flow and the forward-backward occlusion check (half the compute).")
 @click.option("--codec", type=click.Choice(FLOW_CODECS), default=None,
               help="Codec of the flow arrays this run creates (default: the store's, chosen at ingest with "
                    "--flow-codec); pairs that exist keep theirs.")
 def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precision, tile, overlap, batch,
-         no_consistency, codec):
+         tile_batch, no_consistency, codec):
     """Compute optical flow between the frames of every sample of STORE, with validity masks.
 
     Written into the store as flows/<pair> (1/32 px fixed point) and
@@ -246,7 +256,7 @@ def flow(store, model, ckpt, random_weights, pairs, gpus, workers, shard, precis
 
     from flowprep.flow.job import EngineSpec, parse_pairs, parse_shard, run_flow, shard_from_environment
 
-    spec = EngineSpec(model, ckpt, random_weights, precision, tile, overlap)
+    spec = EngineSpec(model, ckpt, random_weights, precision, tile, overlap, tile_batch)
     if shard.strip() == "auto":
         i, n, where = shard_from_environment(os.environ)
         click.echo(f"shard {i}/{n} ({where})", err=True)
@@ -287,6 +297,12 @@ def flow_import(store, pair_spec, directory, pattern, fmt, rescale):
         provenance={"stage": "flow-import", "command": shlex.join(sys.argv), "source": str(Path(directory).resolve())})
     click.echo(f"{store}: imported {imported} flows into {name}; "
                f"{len(missing)} samples without a file{': ' + ', '.join(missing[:5]) if missing else ''}")
+    from flowprep.store import StoreReader
+
+    validity = StoreReader(store).attrs["provenance"][-1].get("validity", "")
+    if validity.startswith("unknown"):
+        click.echo(f"warning: {name}: validity unknown for files without a <name>_valid.png beside them (every "
+                   f"finite vector taken as valid; recorded in the pair's provenance)", err=True)
 
 
 @cli.command("flow-export")
@@ -365,7 +381,7 @@ def _dataset_list(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--scale", type=click.Choice(["tiny", "demo", "full"]), default="tiny", show_default=True,
               help="tiny: 1/16 resolution, a few seconds, for tests. demo: 1/8, under a minute on 2 cores, big enough "
                    "to train on. full: the real resolutions (2048x1024, 1920x1080, 1280x760, 1280x720), a handful of "
-                   "samples each, about 5 minutes: for checking paper recipes at their geometry (vdatrain check).")
+                   "samples each, a few minutes: for checking paper recipes at their geometry (vdatrain check).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same files.")
 @click.option("--datasets", default="viper,synthia-seq,cityscapes-seq,bdd", show_default=True, callback=_dataset_list,
               help="Comma-separated replicas to write.")

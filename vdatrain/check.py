@@ -40,9 +40,15 @@ import torch
 from vdatrain.distributed import process_device
 from vdatrain.recipe import Recipe, RecipeError, check_paths
 
-# Precision x activation checkpointing, for `vdatrain check --memory-modes`.
-MEMORY_MODES = {"fp32": [], "fp32+ckpt": ["model.checkpointing=true"], "bf16": ["train.precision=bf16"],
-                "bf16+ckpt": ["train.precision=bf16", "model.checkpointing=true"]}
+# Settings a check can take, by name (`vdatrain check --modes`): each toggle of the GPU settings against the
+# recipe's own ("default"), so their effect on s/it and memory is measured side by side in one run.
+MODES = {"default": [], "fp32": ["train.precision=fp32"], "fp32+ckpt": ["train.precision=fp32", "model.checkpointing=true"],
+         "bf16": ["train.precision=bf16"], "bf16+ckpt": ["train.precision=bf16", "model.checkpointing=true"],
+         "tf32-off": ["train.tf32=false"], "cudnn-search-off": ["train.cudnn_benchmark=false"],
+         "channels-last": ["train.channels_last=true"],
+         "bf16+channels-last": ["train.precision=bf16", "train.channels_last=true"],
+         "teacher-per-window": ["adapt.teacher_statistics=per_window"]}
+MEMORY_MODES = ["fp32", "fp32+ckpt", "bf16", "bf16+ckpt"]  # `--memory-modes`: precision x activation checkpointing
 
 
 class PeakMemory:
@@ -95,6 +101,10 @@ def check_recipe_for(recipe: Recipe, iters: int, narrow: bool = False) -> tuple[
     if r.adapt and r.adapt.refine and r.adapt.refine.start_iter > 0:
         changes.append(f"adapt.refine.start_iter: {r.adapt.refine.start_iter} -> 0 (refinement from iteration 0)")
         r.adapt.refine.start_iter = 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if r.train.workers > cpus:  # more loader processes than CPUs only contend (torch warns about it)
+        changes.append(f"train.workers: {r.train.workers} -> {cpus} (the CPUs this process may use)")
+        r.train.workers = cpus
     if narrow:
         narrow_name = check_model(r.model.name)
         if narrow_name is None:
@@ -187,8 +197,10 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
                        "temporal_pairs": sorted(result.get("temporal", {})), "seconds": eval_s, "peak_gib": mem.gib}
         t = recipe.train
         evals = (t.iters // t.eval_every if t.eval_every else 0) + 1  # during training, and the final `vdatrain eval`
-        out["full_schedule"] = {"iters": t.iters, "evals": evals, "val_images": n_val,
-                                "hours": (t.iters * out["s_per_it"] + evals * n_val * eval_s) / 3600}
+        # a narrow network's seconds say nothing about the real model's: no estimate then
+        out["full_schedule"] = None if narrow else {
+            "iters": t.iters, "evals": evals, "val_images": n_val,
+            "hours": (t.iters * out["s_per_it"] + evals * n_val * eval_s) / 3600}
         out["ok"], out["step"] = True, "done"
     except Exception as e:  # noqa: BLE001 - a check reports the step that failed and its error, never a traceback
         out["error"] = str(e) if isinstance(e, RecipeError) else f"{type(e).__name__}: {e}"
@@ -229,7 +241,7 @@ def run_checks(jobs: list[tuple[str, str, list[str]]], iters: int, narrow: bool,
         name, label, sets = job
         say(f"check {k}/{len(jobs)}: {name} {label}".rstrip())
         tic = time.perf_counter()
-        report = _check_in_subprocess(name, sets, iters, narrow, val_images, threads)
+        report = _check_in_subprocess(name, sets, iters, narrow, val_images, threads) | ({"mode": label} if label else {})
         say(f"check {k}/{len(jobs)}: {name} {label} {'ok' if report['ok'] else 'FAILED'} "
             f"in {time.perf_counter() - tic:.0f} s".replace("  ", " "))
         return report
@@ -248,6 +260,10 @@ def _gb(x) -> str:
     return f"{x:.2f}"
 
 
+def _hours(schedule: dict | None) -> str:
+    return f"{schedule['hours']:.1f}" if schedule else "- (narrow)"
+
+
 def table(reports: list[dict]) -> str:
     """One Markdown row per check."""
     lines = ["| recipe | model | source: frame -> resized -> crop | target: frame -> crop | HRDA context / detail | "
@@ -255,8 +271,9 @@ def table(reports: list[dict]) -> str:
              "full schedule (h) | result |",
              "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in reports:
+        name = c["recipe"] + (f" [{c['mode']}]" if c.get("mode") else "")
         if not c.get("ok"):
-            lines.append(f"| {c['recipe']} | {c.get('model', '')} | | | | | | | | | | | FAILED at {c.get('step')}: "
+            lines.append(f"| {name} | {c.get('model', '')} | | | | | | | | | | | FAILED at {c.get('step')}: "
                          f"{c.get('error', '').splitlines()[0] if c.get('error') else ''} |")
             continue
         s = c["streams"]["source"]
@@ -266,11 +283,11 @@ def table(reports: list[dict]) -> str:
         hrda = f"{_hw(c['hrda']['context'])} / {_hw(c['hrda']['detail'])}" if c.get("hrda") else "-"
         e = c["eval"]
         ev = f"{_hw(e['image'])}, {_hw(e['window'])}/{_hw(e['stride'])}" + (" dual" if e["dual_frame"] else "")
-        lines.append(f"| {c['recipe']} | {c['model']}{' ckpt' if c['checkpointing'] else ''}"
+        lines.append(f"| {name} | {c['model']}{' ckpt' if c['checkpointing'] else ''}"
                      f"{' bf16' if c['precision'] == 'bf16' else ''} | {src} | {tgt} | {hrda} | {ev} | "
                      f"{c['parameters'] / 1e6:.2f} | {c['s_per_it']:.2f} ({c['first_it_s']:.2f}) | "
                      f"{_gb(c['train_peak_gib'])} | {e['seconds']:.2f} | {_gb(e['peak_gib'])} | "
-                     f"{c['full_schedule']['hours']:.1f} | ok |")
+                     f"{_hours(c['full_schedule'])} | ok |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,9 +302,13 @@ def details(report: dict) -> str:
         e, f = report["eval"], report["full_schedule"]
         lines.append(f"  eval ({e['store']}): one {_hw(e['image'])} image in {e['seconds']:.2f} s"
                      + (f", temporal pairs {', '.join(e['temporal_pairs'])}" if e["temporal_pairs"] else ""))
-        lines.append(f"  full schedule: {f['iters']} iterations x {report['s_per_it']:.2f} s + {f['evals']} evaluations x "
-                     f"{f['val_images']} images x {e['seconds']:.2f} s = {f['hours']:.1f} h on {report['device']}"
-                     f" ({report['processes']} process(es))")
+        if f is None:
+            lines.append("  full schedule: not estimated (a narrow check network's seconds say nothing about the "
+                         "recipe's model)")
+        else:
+            lines.append(f"  full schedule: {f['iters']} iterations x {report['s_per_it']:.2f} s + {f['evals']} "
+                         f"evaluations x {f['val_images']} images x {e['seconds']:.2f} s = {f['hours']:.1f} h on "
+                         f"{report['device']} ({report['processes']} process(es))")
     else:
         lines.append(f"  FAILED at {report.get('step')}: {report.get('error')} ({report.get('where', '')})")
     return "\n".join(lines) + "\n"

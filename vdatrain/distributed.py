@@ -51,6 +51,20 @@ class Dist:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         return out.to(tensor.device)
 
+    def everyone(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's `tensor` (equal shapes), concatenated along dim 0 in rank order: the global batch of
+        per-process shares (the tensor itself in a single process). No gradient flows through it."""
+        if self.world == 1:
+            return tensor
+        parts = [torch.empty_like(tensor) for _ in range(self.world)]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.cat(parts)
+
+    def mine(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This process's share (dim 0) of a tensor of the global batch (`everyone`'s inverse)."""
+        n = len(tensor) // self.world
+        return tensor[self.rank * n:(self.rank + 1) * n]
+
     def gather(self, obj) -> list:
         """`obj` from every process, in rank order (a one-element list in a single process)."""
         if self.world == 1:
@@ -63,6 +77,16 @@ class Dist:
 def process_device() -> torch.device:
     """This process's device: its torchrun LOCAL_RANK's GPU (cuda:0 alone), else the CPU."""
     return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
+
+
+def configure_device(train) -> None:
+    """The GPU settings a recipe's `train` section asks for: TF32 for matrix multiplies and convolutions
+    (`tf32`; the reference's torch 1.7.1 had both on by default, which Ampere GPUs honour), cuDNN's search for
+    the fastest algorithm of each fixed input shape (`cudnn_benchmark`, on in the reference's configs). Nothing
+    changes on a CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = train.tf32
+    torch.backends.cudnn.allow_tf32 = train.tf32
+    torch.backends.cudnn.benchmark = train.cudnn_benchmark
 
 
 def setup(timeout_min: float | None = None) -> Dist:

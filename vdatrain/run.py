@@ -2,8 +2,9 @@
 
     build_run(recipe, run_dir, d) -> Run
 
-1. the model (`vdatrain.models.build_model`), its ImageNet backbone weights (`model.pretrained`) and its
-   whole-model start (`model.init`), moved to the device and wrapped for several processes;
+1. the device's settings (TF32, cuDNN's algorithm search), the model (`vdatrain.models.build_model`), its
+   ImageNet backbone weights (`model.pretrained`) and its whole-model start (`model.init`), moved to the
+   device (in channels-last layout if asked) and wrapped for several processes;
 2. the method (what one iteration computes, `vdatrain.methods`) and the model's optimiser;
 3. the resume: the run folder's checkpoint restores model, optimiser, method and the iteration;
 4. the samples of the source and target stores, cropped as the method asks, and the iteration batches;
@@ -76,10 +77,13 @@ def build_run(recipe: Recipe, run_dir: Path, d: distributed.Dist, run_info: dict
     """Steps 1-5 of the module docstring."""
     t, o = recipe.train, recipe.optim
     d.check_batch(t.batch_size)  # before anything is built
+    distributed.configure_device(t)
     model = build_model_with_weights(recipe).to(d.device)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
-    method = build_method(recipe, model)
+    method = build_method(recipe, model, d)
     optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay)
     start = 0
     if (run_dir / CHECKPOINT).exists():

@@ -4,7 +4,8 @@ named steps that are due (log, checkpoint, evaluate).
 Each iteration puts this process's share of its batch (prepared by DataLoader workers) on the device, then
 `train_step`, top to bottom: seed this iteration's randomness; set the learning rate; the method's losses, one
 group per forward pass (forwards under optional bf16 autocast), each group's sum back-propagated before
-the next forward so only one graph is alive at a time (DDP averages gradients across processes);
+the next forward so only one graph is alive at a time (DDP averages the gradients across processes once,
+after the last group);
 optional gradient clipping; optimiser step; the step of every optimiser the method's parts declare (the
 video discriminator's); the method's post-step update (the EMA teacher). The loop names no part: what a
 part needs from it (optimisers, target labels, a source sampler, state to checkpoint) the method declares
@@ -29,6 +30,7 @@ scalars), `recipe.json`, `run.json`, `eval/iter_N/`.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +41,7 @@ from flowprep.exits import ProblemFound
 from flowprep.progress import Progress
 from vdatrain import distributed
 from vdatrain.checkpoint import CHECKPOINT, keep_history, run_state, save_checkpoint
+from vdatrain.lock import FolderLock
 from vdatrain.data.batches import loader, to_model
 from vdatrain.optim import set_lr
 from vdatrain.recipe import Recipe
@@ -73,11 +76,13 @@ def fit(recipe: Recipe, run_dir, progress: bool = True, run_info: dict | None = 
     """Train (or resume) the recipe's model; returns the records logged by this call (main process)."""
     d = distributed.setup(recipe.train.dist_timeout_min)
     try:
-        run = build_run(recipe, Path(run_dir), d, run_info, allow_schedule_change)
-        try:
-            return train(run, progress)
-        finally:
-            run.log.close()
+        # one `vdatrain fit` per run folder: a second one would interleave checkpoints and logs
+        with FolderLock(run_dir, "run folder") if d.main else nullcontext():
+            run = build_run(recipe, Path(run_dir), d, run_info, allow_schedule_change)
+            try:
+                return train(run, progress)
+            finally:
+                run.log.close()
     finally:
         distributed.teardown()
 
@@ -120,9 +125,16 @@ def train_step(run: Run, batch: dict, it: int, amp) -> tuple[dict, dict]:
     set_lr(run.optimizer, it, t.iters, o.warmup_iters, o.warmup_ratio)
     run.optimizer.zero_grad(set_to_none=True)
     losses, own = {}, {}
-    for terms in run.method.losses(run.net, batch, it, amp):  # one group per forward pass
-        sum(terms.values()).backward()  # frees that pass's graph before the next forward
+    groups = run.method.group_count(it)
+    for n, terms in enumerate(run.method.losses(run.net, batch, it, amp), 1):  # one group per forward pass
+        # frees that pass's graph before the next forward; DDP all-reduces the summed gradients once, after the
+        # last group (the earlier backwards accumulate locally under no_sync)
+        with run.net.no_sync() if n < groups and d.world > 1 else nullcontext():
+            sum(terms.values()).backward()
         losses |= {k: v.detach() for k, v in terms.items()}
+    if n != groups:
+        raise RuntimeError(f"{type(run.method).__name__} yielded {n} loss groups at iteration {it}, "
+                           f"its group_count said {groups}")
     if o.grad_clip:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), o.grad_clip)
     run.optimizer.step()

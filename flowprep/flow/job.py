@@ -26,7 +26,6 @@ import numpy as np
 from flowprep.errors import FlowprepError
 from flowprep.progress import Progress
 from flowprep.flow.engines import CPU_ENGINES, make_engine
-from flowprep.flow.validity import validity
 from flowprep.manifest import DATASETS, load_manifest
 from flowprep.store import StoreReader, StoreWriter, add_flow, pair_name
 from flowprep.store.layout import flow_part
@@ -111,6 +110,7 @@ class EngineSpec:
     precision: str = "fp32"
     tile: tuple[int, int] | None = None
     overlap: int = 64
+    tile_batch: int = 4  # tiles per forward of a ptlflow model
 
 
 _worker: dict = {}
@@ -124,11 +124,11 @@ def _init(store: str, spec: EngineSpec, devices, consistency: bool, ego_row, eng
         cv2.setNumThreads(1)  # one process per core does better than threads fighting over two
     if engine is None:
         engine = make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device=device,
-                             precision=spec.precision, tile=spec.tile, overlap=spec.overlap)
+                             precision=spec.precision, tile=spec.tile, overlap=spec.overlap, tile_batch=spec.tile_batch)
     _worker.update(engine=engine,
                    reader=StoreReader(store), writer=StoreWriter(store), consistency=consistency, ego_row=ego_row)
-    # On a GPU, validity, fixed-point encoding and the write (~0.3 CPU-s per Cityscapes pair) run on a thread
-    # while the engine computes the next batch; CPU engines already have a process per core.
+    # On a GPU, fixed-point encoding and the write run on a thread while the engine computes the next batch (the
+    # tiles were blended and the validity computed on the GPU); CPU engines already have a process per core.
     if overlap if overlap is not None else device != "cpu":
         from concurrent.futures import ThreadPoolExecutor
         from multiprocessing.util import Finalize
@@ -137,9 +137,9 @@ def _init(store: str, spec: EngineSpec, devices, consistency: bool, ego_row, eng
         Finalize(None, _drain, exitpriority=10)  # a pool worker finishes its last write before it exits
 
 
-def _write(batch: list[tuple[int, str]], forward, backward) -> None:
-    for (i, p), fw, bw in zip(batch, forward, backward):
-        _worker["writer"].write_flow(i, p, fw, validity(fw, bw, _worker["ego_row"]))
+def _write(batch: list[tuple[int, str]], forward, valid) -> None:
+    for (i, p), fw, ok in zip(batch, forward, valid):
+        _worker["writer"].write_flow(i, p, fw, ok)
 
 
 def _drain() -> None:
@@ -154,16 +154,12 @@ def _process(batch: list[tuple[int, str]]) -> int:
     flows_meta = reader.flow_pairs
     first = np.stack([reader.frame(i, flows_meta[p]["from_offset"]) for i, p in batch])
     second = np.stack([reader.frame(i, flows_meta[p]["to_offset"]) for i, p in batch])
-    if _worker["consistency"]:
-        both = engine(np.concatenate([first, second]), np.concatenate([second, first]))
-        forward, backward = both[:len(batch)], both[len(batch):]
-    else:
-        forward, backward = engine(first, second), [None] * len(batch)
+    forward, valid = engine.flow_and_validity(first, second, _worker["consistency"], _worker["ego_row"])
     if "writes" not in _worker:
-        _write(batch, forward, backward)
+        _write(batch, forward, valid)
         return len(batch)
     _drain()  # at most one batch waits to be written: bounded memory, and a failed write stops the worker
-    _worker["pending"] = _worker["writes"].submit(_write, batch, forward, backward)
+    _worker["pending"] = _worker["writes"].submit(_write, batch, forward, valid)
     return len(batch)
 
 
@@ -193,7 +189,7 @@ def run_flow(store: str, spec: EngineSpec, pairs: list[tuple[int, int]] | None =
     if spec.model not in CPU_ENGINES:  # fail on weights before any work; reused when running in-process on the CPU
         checked = make_engine(spec.model, ckpt=spec.ckpt, random_weights=spec.random_weights, device="cpu",
                               precision="fp32" if spec.precision == "fp16" else spec.precision, tile=spec.tile,
-                              overlap=spec.overlap)
+                              overlap=spec.overlap, tile_batch=spec.tile_batch)
     names = [add_flow(store, a, b, provenance={"stage": f"flow {pair_name(a, b)}", "command": shlex.join(sys.argv),
                                                "engine": spec.model, "weights": "random" if spec.random_weights else spec.ckpt,
                                                "precision": spec.precision, "consistency": consistency},

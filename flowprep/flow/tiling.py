@@ -43,13 +43,17 @@ def blend_weights(box: tuple[int, int, int, int], height: int, width: int, ramp:
     return axis(y0, y1, height)[:, None] * axis(x0, x1, width)[None, :]
 
 
-def blend(tiles: list[np.ndarray], boxes, height: int, width: int, ramp: int) -> np.ndarray:
-    """Weighted average of per-tile arrays (h, w, C) placed at `boxes` -> (height, width, C)."""
-    out = np.zeros((height, width, tiles[0].shape[-1]), np.float64)
-    total = np.zeros((height, width, 1), np.float64)
+def blend(tiles, boxes, height: int, width: int, ramp: int):
+    """Weighted average of per-tile (h, w, C) torch tensors placed at `boxes` -> (height, width, C) float32, on
+    the tiles' device (an engine's GPU: only the blended flow crosses to the CPU)."""
+    import torch
+
+    device = tiles[0].device
+    out = torch.zeros((height, width, tiles[0].shape[-1]), dtype=torch.float32, device=device)
+    total = torch.zeros((height, width, 1), dtype=torch.float32, device=device)
     for tile, box in zip(tiles, boxes):
         y0, y1, x0, x1 = box
-        w = blend_weights(box, height, width, ramp)[..., None]
-        out[y0:y1, x0:x1] += tile * w
+        w = torch.from_numpy(blend_weights(box, height, width, ramp)[..., None]).to(device)
+        out[y0:y1, x0:x1] += tile.float() * w
         total[y0:y1, x0:x1] += w
-    return (out / total).astype(np.float32)
+    return out / total

@@ -1,7 +1,10 @@
 """Which flow vectors can be trusted: in frame, forward-backward consistent, off the ego vehicle.
 
 All functions take flow as (H, W, 2) float pixels, (u, v) = (x, y), from frame a
-to frame b, and return (H, W) bool masks (True = valid).
+to frame b, and return (H, W) bool masks (True = valid). `validity_on_device` computes
+the same masks for batches of torch tensors where they are (a GPU engine's flows), with
+torch's bilinear sampling (OpenCV's remap quantises its weights to 1/32: the masks differ
+only where the consistency test is within that rounding of its threshold).
 """
 
 from __future__ import annotations
@@ -61,4 +64,27 @@ def validity(forward: np.ndarray, backward: np.ndarray | None = None, ego_row: f
     mask = in_frame(forward) & off_ego(forward, ego_row)
     if backward is not None:
         mask &= consistent(forward, backward)
+    return mask
+
+
+def validity_on_device(forward, backward=None, ego_row: float | None = None):
+    """(B, H, W, 2) torch flows a -> b (and b -> a) -> (B, H, W) bool, as `validity` computes per pair."""
+    import torch
+    import torch.nn.functional as F
+
+    b, h, w, _ = forward.shape
+    v, u = torch.meshgrid(torch.arange(h, device=forward.device, dtype=torch.float32),
+                          torch.arange(w, device=forward.device, dtype=torch.float32), indexing="ij")
+    x, y = u + forward[..., 0], v + forward[..., 1]
+    mask = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    if ego_row is not None:
+        limit = ego_row * h
+        mask &= (v < limit) & (y < limit)
+    if backward is not None:  # Sundaram et al.'s forward-backward check, as `consistent`
+        grid = torch.stack([x / (w - 1) * 2 - 1, y / (h - 1) * 2 - 1], -1)
+        back = F.grid_sample(backward.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="border",
+                             align_corners=True).permute(0, 2, 3, 1)
+        diff = (forward + back).square().sum(-1)
+        scale = forward.square().sum(-1) + back.square().sum(-1)
+        mask &= diff < 0.01 * scale + 0.5
     return mask

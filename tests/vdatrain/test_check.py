@@ -85,6 +85,8 @@ def test_memory_modes_run_each_in_its_own_process_with_the_narrow_network(recipe
     assert "model.name: deeplabv2_r18 -> deeplabv2_check (narrow check network)" in reports[0]["changes"]
     assert len({r["loss"] for r in reports[:2]}) == 1  # checkpointing: the same loss
     assert "check 4/4: " in result.output
+    # a narrow network's seconds say nothing about the recipe's model: no full-schedule estimate
+    assert all(r["full_schedule"] is None for r in reports) and "| - (narrow) | ok |" in result.output
 
 
 def test_families_cover_every_combination_of_parts_per_architecture_and_every_shift():

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,18 @@ def test_evaluation_sharded_over_processes_equals_one_process_bit_for_bit(tiny_s
     assert sorted(p.name for p in (tmp_path / "three/pictures").iterdir()) == sorted(
         p.name for p in (tmp_path / "one/pictures").iterdir())
     assert proc.stdout.count("| **mIoU** |") == 1  # one process reports
+
+
+def test_two_processes_give_the_one_process_teacher_and_the_same_gradients_with_one_all_reduce():
+    """tests/vdatrain/ddp_checks.py under torchrun with 2 gloo processes: the teacher's pseudo-labels and weights of
+    the global batch equal one process's (it predicts the global batch in each process, so its BatchNorm
+    statistics and confident share are the single-GPU run's); `train_step`'s gradients (the earlier loss groups
+    under no_sync, one all-reduce after the last) equal an all-reduce per group's, to float summation order."""
+    proc = subprocess.run([sys.executable, *TORCHRUN, str(Path(__file__).parent / "ddp_checks.py")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    t = out["teacher"]
+    assert t["labels_equal"] and t["weights_equal"] and t["confidence_diff"] < 1e-6 and 0 < t["share"] < 1
+    g = out["grads"]
+    assert g["groups"] == 3 and g["max_grad"] > 0 and g["max_diff"] <= 1e-6 * g["max_grad"]

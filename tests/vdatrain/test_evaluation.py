@@ -50,6 +50,24 @@ def test_no_temporal_skips_them(setup):
     assert "temporal" not in json.loads((setup / "plain/results.json").read_text())
 
 
+def test_batched_sliding_windows_give_what_one_window_at_a_time_gives(setup):
+    """eval.window_batch windows per forward (here 4 + 4 + 1 of an image's 9) against 1: in evaluation mode nothing
+    depends on the batch, so the predictions and the confusion are the same."""
+    import numpy as np
+
+    results = {}
+    for n in (1, 4):
+        out = setup / f"batch{n}"
+        result = CliRunner().invoke(cli, ["eval", str(setup / "recipe.yaml"), "--ckpt", str(setup / "ckpt.pt"),
+                                          "--pictures", "0", "--no-temporal", "--out", str(out),
+                                          "--set", "eval.window=[32,64]",
+                                          "--set", "eval.stride=[16,32]", "--set", f"eval.window_batch={n}"])
+        assert result.exit_code == 0, result.output
+        results[n] = (np.load(out / "confusion.npy"), json.loads((out / "results.json").read_text()))
+    np.testing.assert_array_equal(results[4][0], results[1][0])
+    assert results[4][1]["miou"] == results[1][1]["miou"] and results[1][0].sum() > 0
+
+
 class _Crafted:
     """A pickle that would create a marker file when unpickled."""
 

@@ -17,6 +17,8 @@ def test_gpu_acceptance_script_runs_on_the_cpu_and_writes_its_tables(tmp_path):
     report = (tmp_path / "gpu_acceptance.md").read_text()
     assert "## FlowFormer: plain ptlflow loop vs batched tiles" in report and "| plain ptlflow loop, fp32" in report
     rows = [line for line in report.splitlines() if line.startswith(("| dlv2-", "| segformer-"))]
-    assert len(rows) == 3 and all(line.endswith("| ok |") for line in rows)  # 2 recipes + the torchrun run
-    assert any("(torchrun)" in line for line in rows)
+    # DeepLabV2 in two modes, SegFormer in one, and DeepLabV2 under torchrun with 2 processes (DDP, SyncBatchNorm)
+    assert len(rows) == 4 and all(line.endswith("| ok |") for line in rows), report
+    assert any("(torchrun, 2 processes)" in line for line in rows)
+    assert "## Data pipeline" in report and "pipeline bench failed" not in report
     assert "deeplabv2_check" in report and "daformer_check" in report

@@ -231,3 +231,25 @@ def test_a_loss_that_is_not_finite_stops_the_run_with_one_line_and_keeps_the_las
     assert ckpt["iteration"] == 2 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
                                           if v.is_floating_point())
 
+
+
+def test_one_fit_per_run_folder_and_a_folder_of_another_model_is_named(recipe, tmp_path):
+    """A second `vdatrain fit` in a run folder in use is refused naming the holder; a run folder trained with
+    another model is one line (not a state-dict traceback); so is a checkpoint whose recipe lacks a section."""
+    import torch
+
+    from vdatrain.lock import FolderLock
+
+    run = tmp_path / "run"
+    with FolderLock(run, "run folder"):  # what a running fit holds
+        busy = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run)])
+    assert busy.exit_code == 1 and f"this run folder is in use by process {__import__('os').getpid()}" in busy.output
+    assert CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"]).exit_code == 0
+    other = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2",
+                                     "--set", "model.name=deeplabv2_check"])
+    assert other.exit_code == 2 and "the run's model does not fit the recipe's deeplabv2_check" in other.output
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    del ckpt["recipe"]["optim"]
+    torch.save(ckpt, run / "checkpoint.pt")
+    lacking = CliRunner().invoke(cli, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.iters=2"])
+    assert lacking.exit_code == 2 and "not a checkpoint of `vdatrain fit` (no 'optim')" in lacking.output

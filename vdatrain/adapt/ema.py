@@ -28,6 +28,20 @@ def ema_alpha(it: int, alpha: float) -> float:
     return min(1 - 1 / (it + 1), alpha)
 
 
+def plain_batchnorm(model: nn.Module) -> nn.Module:
+    """`model` with every SyncBatchNorm (a DDP student's, on GPUs) replaced by a BatchNorm2d holding the same
+    parameters and buffers: the teacher predicts the global batch in every process (`methods.self_training`), so
+    it needs no synchronisation per BatchNorm call."""
+    if isinstance(model, nn.SyncBatchNorm):
+        plain = nn.BatchNorm2d(model.num_features, model.eps, model.momentum, model.affine,
+                               model.track_running_stats)
+        plain.load_state_dict(model.state_dict())
+        return plain.to(next(model.buffers(), torch.empty(0)).device)
+    for name, child in model.named_children():
+        setattr(model, name, plain_batchnorm(child))
+    return model
+
+
 def teacher_mode(model: nn.Module) -> None:
     """Evaluation mode for every module but the BatchNorm layers, which normalise with batch statistics."""
     model.eval()
@@ -41,7 +55,7 @@ class EMATeacher:
     frames together: the reference) or "per_window" (each window and frame normalised on its own)."""
 
     def __init__(self, student: nn.Module, alpha: float = 0.999, statistics: str = "joint"):
-        self.model = copy.deepcopy(student)
+        self.model = plain_batchnorm(copy.deepcopy(student))
         self.model.requires_grad_(False)
         self.alpha, self.statistics = alpha, statistics
 

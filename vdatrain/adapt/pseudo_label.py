@@ -20,8 +20,7 @@ def class_probs(logits: torch.Tensor, size: tuple[int, int] | None = None) -> to
     return torch.softmax(logits, dim=1)
 
 
-def confidence_weight(confidence: torch.Tensor, threshold: float = 0.968,
-                      margin: torch.Tensor | None = None) -> torch.Tensor:
-    """(B, H, W) top-class probability -> (B, H, W) weight: the batch's confident share, times `margin` (1/0)."""
-    weight = (confidence >= threshold).float().mean() * torch.ones_like(confidence)
-    return weight if margin is None else weight * margin
+def confident_share(confidence: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
+    """The share of pixels of a batch (B, H, W) whose top-class probability reaches `threshold`: a 0-d tensor."""
+    return (confidence >= threshold).float().mean()
+

@@ -31,6 +31,9 @@ from vdatrain.cli.group import cli
               help="CPU threads of each check process (default: the cores divided by --jobs).")
 @click.option("--memory-modes", is_flag=True,
               help="Check each recipe four times: fp32, fp32 + model.checkpointing, bf16, bf16 + checkpointing.")
+@click.option("--modes", default=None, metavar="NAME,...",
+              help="Check each recipe once per named setting, side by side: default, fp32, fp32+ckpt, bf16, bf16+ckpt, "
+                   "tf32-off, cudnn-search-off, channels-last, bf16+channels-last, teacher-per-window.")
 @click.option("--val-images", type=click.IntRange(min=1), default=None,
               help="Val images for the full-schedule estimate (default: the eval store's; 500 for Cityscapes val).")
 @click.option("--run-dir", default=None, type=click.Path(file_okay=False, path_type=str),
@@ -39,7 +42,7 @@ from vdatrain.cli.group import cli
               help="Also write the reports as JSON (a list, one object per check).")
 @click.option("--table", "table_out", default=None, type=click.Path(dir_okay=False, path_type=str),
               help="Also write the Markdown table to this file.")
-def check(recipes, iters, overrides, narrow, families, cover, jobs, threads, memory_modes, val_images, run_dir,
+def check(recipes, iters, overrides, narrow, families, cover, jobs, threads, memory_modes, modes, val_images, run_dir,
           json_out, table_out):
     """Run each RECIPE (file, shipped name, or glob over shipped names such as 'dlv2-hrda-*-viper-cs') for a few
     iterations at its real geometry, through the real `fit` code path with every part active from the first
@@ -59,8 +62,12 @@ def check(recipes, iters, overrides, narrow, families, cover, jobs, threads, mem
     names = select(list(recipes), families, cover)
     if not names:
         raise click.UsageError("name at least one RECIPE (or --families, --cover)")
-    modes = chk.MEMORY_MODES if memory_modes else {"": []}
-    jobs_list = [(n, label, list(overrides) + extra) for n in names for label, extra in modes.items()]
+    chosen = chk.MEMORY_MODES if memory_modes else [m.strip() for m in modes.split(",") if m.strip()] if modes else []
+    unknown = [m for m in chosen if m not in chk.MODES]
+    if unknown:
+        raise click.BadParameter(f"{unknown[0]!r}: choose from {', '.join(chk.MODES)}", param_hint="--modes")
+    jobs_list = [(n, label, list(overrides) + chk.MODES[label]) for n in names for label in chosen] or \
+        [(n, "", list(overrides)) for n in names]
     if len(jobs_list) == 1:
         name, _, sets = jobs_list[0]
         result = chk.run_check(load_recipe(name, sets), iters, narrow, val_images, run_dir, progress=sys.stderr.isatty())

@@ -4,6 +4,8 @@ The loop in `vdatrain.train` is shared and names no part. A method has
 - `losses(model, batch, it, amp)`: a generator of loss groups `{name: scalar}`, one per forward
   pass, for the model's optimiser; the loop back-propagates each group's sum before asking for
   the next, so one graph is alive at a time (`amp()` is the autocast context for forwards);
+- `group_count(it)`: how many groups `losses` yields at iteration `it` (the loop lets DDP all-reduce
+  the gradients once, after the last group's backward);
 - `optimizers`: the `vdatrain.optim.PartOptimizer`s its parts bring besides the model's (the video
   discriminator's); the loop steps each after the model's step, with its own schedule;
 - `after_step(model, it)`: after every optimiser stepped (e.g. the EMA teacher's update);
@@ -20,6 +22,7 @@ from vdatrain.methods.self_training import SelfTraining
 from vdatrain.methods.supervised import Supervised
 
 
-def build_method(recipe, model):
-    """The method a recipe asks for: self-training with its `adapt` section, else supervised training."""
-    return SelfTraining(recipe, model) if recipe.adapt is not None else Supervised(recipe, model)
+def build_method(recipe, model, dist=None):
+    """The method a recipe asks for: self-training with its `adapt` section, else supervised training. `dist`:
+    the run's processes (`vdatrain.distributed.Dist`; one process when None)."""
+    return SelfTraining(recipe, model, dist) if recipe.adapt is not None else Supervised(recipe, model, dist)

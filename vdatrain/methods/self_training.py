@@ -20,6 +20,10 @@ t+k and the flow t -> t+k of each image it is given: the source's and target's o
 for mixed images the target's [consistent_mix: mixed with the same ClassMix mask]; the mixed
 frame t+k is augmented in a call of its own (`augment.frames: independent`). Each step is
 one forward pass and one loss group, so the loop frees each graph before the next.
+
+Several processes: the teacher predicts the GLOBAL target batch in every process (the inputs are
+gathered once, `Dist.everyone`), so its BatchNorm statistics and the batch's confident share are the
+single-GPU reference's, without a synchronisation per BatchNorm call; each process then keeps its share.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ from vdatrain.adapt.ema import EMATeacher
 from vdatrain.adapt.feature_distance import FeatureDistance
 from vdatrain.adapt.mic import block_mask
 from vdatrain.adapt.mix import MIXES, mix
-from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
+from vdatrain.adapt.pseudo_label import class_probs, confident_share
 from vdatrain.adapt.rcs import RareClassSampler
 from vdatrain.adapt.refine import IGNORE, needs_truth, refine
 from vdatrain.adapt.video_discriminator import VideoAdversary
+from vdatrain.distributed import Dist
 from vdatrain.methods.student import student_loss
 from vdatrain.models.contract import Partner
 from vdatrain.models.warp import warp
@@ -55,8 +60,9 @@ def partner_pair(accel_pair: str, frame_offset: int) -> str:
 
 
 class SelfTraining:
-    def __init__(self, recipe, model: torch.nn.Module):
+    def __init__(self, recipe, model: torch.nn.Module, dist: Dist | None = None):
         self.adapt, self.accel = recipe.adapt, recipe.model.accel
+        self.dist = dist or Dist(device=next(model.parameters()).device)
         self.detail_weight = recipe.model.hrda.detail_loss_weight if recipe.model.hrda else 0.0
         self.offsets = {"source": recipe.source.offsets, "target": recipe.target.offsets}
         self.teacher = EMATeacher(model, self.adapt.ema_alpha, self.adapt.teacher_statistics)
@@ -66,6 +72,12 @@ class SelfTraining:
             if self.adapt.video_disc else None
         self.optimizers = [self.adversary.optimizer()] if self.adversary is not None else []
         self.stats: dict = {}  # logged with the losses
+
+    def group_count(self, it: int) -> int:
+        """How many loss groups `losses` yields at iteration `it`."""
+        a = self.adapt
+        mixing = a.refine is None or it >= a.refine.start_iter
+        return 1 + mixing + (a.mic is not None) + (self.adversary is not None)
 
     def sample_options(self, part: str) -> dict:
         """Source crops under rare class sampling must hold enough of the drawn class; the target's labels are
@@ -98,18 +110,14 @@ class SelfTraining:
         loss, out = student_loss(net, xs, ys, None, self.detail_weight, amp, src_partner)
         terms = {"source": loss}
         if self.fd is not None:
-            terms["fd"] = self.fd.loss(out.features, out.feature_input, ys)
+            terms["fd"] = self.fd.loss(out.features, out.feature_input, ys, amp)
         yield terms
 
-        refining = a.refine is not None and it >= a.refine.start_iter
-        with amp():
-            teacher_logits = self.teacher.predict(xt, tgt_partner)
-        conf_t, pl = class_probs(teacher_logits, xt.shape[-2:]).max(1)  # upsampled and softmaxed once
-        pw = confidence_weight(conf_t, a.pseudo_threshold, tgt.get("margin"))
+        conf_t, pl, pw = self.pseudo_label(xt, tgt_partner, tgt.get("margin"), amp)
         # the batch's confident share (before margins); a tensor, read only when logged (no sync per step)
         self.stats = {"pseudo_weight": pw.max().detach()}
 
-        if a.refine is None or refining:
+        if a.refine is None or it >= a.refine.start_iter:
             y_t, w_t = (pl, pw) if a.refine is None else self.refined_label(conf_t, pl, pw, tgt, amp)
             yield {"mix": self.mix_loss(net, src, tgt, ys, y_t, w_t, src_partner, tgt_partner, amp)}
 
@@ -126,18 +134,36 @@ class SelfTraining:
             self.adversary.judge(judged_source, (logits_t, logits_k))
             yield {"adv": self.adversary.generator_loss(logits_t, logits_k)}
 
+    def pseudo_label(self, x: torch.Tensor, partner: Partner | None, margin: torch.Tensor | None,
+                     amp) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The teacher's confidence, label (B, H, W) and weight (the global batch's confident share x margins) of
+        this process's images (B, 3, H, W), predicted with the global batch."""
+        d = self.dist
+        if partner is not None and d.world > 1:
+            partner = Partner(d.everyone(partner.other), d.everyone(partner.flow), d.everyone(partner.valid))
+        with amp():
+            logits = self.teacher.predict(d.everyone(x), partner)
+        conf, label = class_probs(logits, x.shape[-2:]).max(1)  # upsampled and softmaxed once
+        share = confident_share(conf, self.adapt.pseudo_threshold)
+        conf, label = d.mine(conf), d.mine(label)
+        weight = share * torch.ones_like(conf)
+        return conf, label, weight if margin is None else weight * margin
+
     def refined_label(self, conf_t: torch.Tensor, label_t: torch.Tensor, pw: torch.Tensor, tgt: dict,
                       amp) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher's pseudo-label of t (its confidence `conf_t` and label `label_t`, (B, H, W)) and weight
         `pw` refined with its prediction of t+k warped to t: the label of frame t+k and its own weight (confident
         share x margins) travel through the flow. Frame t+k is predicted in a call of its own, single-frame
         (also for ACCEL: t+2k is not loaded), as the reference's second `get_pl` did."""
-        r = self.adapt.refine
+        r, d = self.adapt.refine, self.dist
         partner = self.partner_of(tgt, "target", r.pair)
         with amp():
-            logits_k = self.teacher.predict(partner.other)
+            logits_k = self.teacher.predict(d.everyone(partner.other))
         probs_k = class_probs(logits_k, partner.flow.shape[-2:])
-        pw_k = confidence_weight(probs_k.max(1)[0], self.adapt.pseudo_threshold, tgt.get("margin"))
+        share_k = confident_share(probs_k.max(1)[0], self.adapt.pseudo_threshold)
+        probs_k = d.mine(probs_k)
+        pw_k = share_k * torch.ones_like(probs_k[:, 0])
+        pw_k = pw_k if tgt.get("margin") is None else pw_k * tgt["margin"]
         warped, ok = warp(torch.cat([probs_k, pw_k[:, None]], 1), partner.flow, partner.valid, mode="nearest")
         conf_k, label_k = warped[:, :-1].max(1)
         label, weight = refine(r.strategy, label_t, conf_t, pw, label_k, conf_k, warped[:, -1], ok, r.invalid,

@@ -13,9 +13,12 @@ class Supervised:
 
     optimizers: list = []  # nothing besides the model's
 
-    def __init__(self, recipe, model: torch.nn.Module):
+    def __init__(self, recipe, model: torch.nn.Module, dist=None):
         self.detail_weight = recipe.model.hrda.detail_loss_weight if recipe.model.hrda else 0.0
         self.stats: dict = {}
+
+    def group_count(self, it: int) -> int:
+        return 1
 
     def sample_options(self, part: str) -> dict:
         return {"labels": True}

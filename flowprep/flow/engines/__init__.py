@@ -13,7 +13,7 @@ CPU_ENGINES = ("dis", "dis-fast", "dis-ultrafast")
 
 
 def make_engine(model: str, *, ckpt: str | None = None, random_weights: bool = False, device: str = "cpu",
-                precision: str = "fp32", tile: tuple[int, int] | None = None, overlap: int = 64):
+                precision: str = "fp32", tile: tuple[int, int] | None = None, overlap: int = 64, tile_batch: int = 4):
     """Build an engine by name: 'dis', 'dis-fast', 'dis-ultrafast' (OpenCV, CPU), or any ptlflow model
     ('flowformer', 'flowformer++' = ptlflow's 'flowformerplusplus', 'raft', ...)."""
     if model in CPU_ENGINES:
@@ -25,4 +25,4 @@ def make_engine(model: str, *, ckpt: str | None = None, random_weights: bool = F
     from flowprep.flow.engines.ptlflow_models import PtlflowEngine
 
     return PtlflowEngine(model, ckpt=ckpt, random_weights=random_weights, device=device, precision=precision,
-                         tile=tile, overlap=overlap)
+                         tile=tile, overlap=overlap, batch=tile_batch)

@@ -9,7 +9,9 @@ ptlflow conventions (0.4.2): input ``{"images": x}`` with x float (N, 2, 3, h, w
 in 0..1, BGR; output ``["flows"]`` (N, 1, 2, h, w), flow from image 0 to image 1;
 padding is internal. FlowFormer's own tiling runs tiles one by one, so it is
 switched off and this engine tiles instead: tiles of every pair in a call go
-through the model together, `batch` at a time, and are blended back.
+through the model together, `batch` at a time (`flowprep flow --tile-batch`), and are
+blended back on the engine's device; the flow job's validity is computed there too
+(`flow_and_validity`), so only finished flows and masks cross to the CPU.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 
 from flowprep.errors import FlowprepError
 from flowprep.flow.tiling import blend, tile_boxes
+from flowprep.flow.validity import validity_on_device
 
 ALIASES = {"flowformer++": "flowformerplusplus"}
-DTYPES = {"fp32": None, "fp16": "float16", "bf16": "bfloat16"}
+DTYPES = {"fp32": None, "tf32": None, "fp16": "float16", "bf16": "bfloat16"}  # tf32: fp32 with TF32 matmuls
 
 
 def hub_checkpoint_dir() -> Path:
@@ -84,7 +87,7 @@ class PtlflowEngine:
         import torch
 
         if precision not in DTYPES:
-            raise FlowprepError(f"precision {precision!r}: choose fp32, fp16 or bf16")
+            raise FlowprepError(f"precision {precision!r}: choose fp32, tf32, fp16 or bf16")
         if tile is not None and (min(tile) < 16 or overlap >= min(tile)):
             raise FlowprepError(f"--tile {tile[0]}x{tile[1]} with --overlap {overlap}: tiles need at least 16 px "
                                 f"and more than the overlap")
@@ -111,11 +114,29 @@ class PtlflowEngine:
                 setattr(self.model, attr, value)
         self.model.eval().to(device)
         self.name, self.device, self.precision = model, device, precision
+        # TF32 is a process-wide setting of torch's: fp32 keeps full precision, tf32 lets Ampere+ GPUs use it
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
         self.tile, self.overlap, self.batch = tile, overlap, batch
         self._torch = torch
 
     def __call__(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
         """(B, H, W, 3) uint8 RGB pairs -> (B, H, W, 2) float32 flow first -> second, pixels."""
+        return self.on_device(first, second).cpu().numpy()
+
+    def flow_and_validity(self, first: np.ndarray, second: np.ndarray, consistency: bool = True,
+                          ego_row: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H, W, 3) pairs -> flows first -> second (B, H, W, 2) and their validity (B, H, W): in frame, off
+        the ego vehicle, and (with `consistency`) forward-backward consistent, both directions in one call."""
+        b = len(first)
+        if consistency:
+            both = self.on_device(np.concatenate([first, second]), np.concatenate([second, first]))
+            forward, backward = both[:b], both[b:]
+        else:
+            forward, backward = self.on_device(first, second), None
+        return forward.cpu().numpy(), validity_on_device(forward, backward, ego_row).cpu().numpy()
+
+    def on_device(self, first: np.ndarray, second: np.ndarray):
+        """`__call__`, leaving the flows on the engine's device: (B, H, W, 2) float32 torch tensor."""
         torch = self._torch
         b, h, w, _ = first.shape
         boxes = tile_boxes(h, w, self.tile, self.overlap) if self.tile else [(0, h, 0, w)]
@@ -136,10 +157,9 @@ class PtlflowEngine:
                     with torch.autocast(device_type=self.device.split(":")[0], dtype=autocast_dtype,
                                         enabled=dtype is not None):
                         out = self.model({"images": x})["flows"][:, 0]
-                    for (i, box), f in zip(group, out.float().permute(0, 2, 3, 1).cpu().numpy()):
+                    for (i, box), f in zip(group, out.float().permute(0, 2, 3, 1)):
                         flows.append((i, box, f))
-        result = np.empty((b, h, w, 2), np.float32)
-        for i in range(b):
-            mine = [(box, f) for j, box, f in flows if j == i]
-            result[i] = blend([f for _, f in mine], [box for box, _ in mine], h, w, ramp=self.overlap)
-        return result
+        if len(boxes) == 1:
+            return torch.stack([f for _, _, f in flows])
+        return torch.stack([blend([f for j, _, f in flows if j == i], boxes, h, w, ramp=self.overlap)
+                            for i in range(b)])

@@ -25,12 +25,25 @@ def test_dis_recovers_a_global_shift():
 
 
 def test_flowformer_with_random_weights_runs_the_tiled_batched_path_on_cpu():
-    engine = make_engine("flowformer", random_weights=True, tile=(48, 64), overlap=16)
-    engine.batch = 3
+    """Tiles of both pairs 3 per forward (`--tile-batch 3`) give the flows of one tile per forward, blended on the
+    engine's device; validity computed there agrees with the numpy path's."""
+    from flowprep.flow.validity import validity
+
+    import torch
+
+    torch.manual_seed(0)  # random weights: untrained attention magnifies rounding, so fix them
+    engine = make_engine("flowformer", random_weights=True, tile=(48, 64), overlap=16, tile_batch=3)
     a, b = _pair(h=64, w=112)
     flow = engine(np.stack([a, b]), np.stack([b, a]))
     assert flow.shape == (2, 64, 112, 2) and flow.dtype == np.float32 and np.isfinite(flow).all()
     assert engine.weights == "random"
+    engine.batch = 1
+    # equal up to the float rounding of another batch size (an untrained model magnifies it), well below the
+    # store's 1/32 px step
+    np.testing.assert_allclose(engine(np.stack([a, b]), np.stack([b, a])), flow, atol=1e-2)
+    forward, valid = engine.flow_and_validity(a[None], b[None], consistency=True, ego_row=0.9)
+    expected = validity(forward[0], flow[1], 0.9)
+    assert valid.shape == (1, 64, 112) and (valid[0] == expected).mean() > 0.999
 
 
 def test_fp16_on_the_cpu_is_refused():

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+import torch
+
 from flowprep.flow.tiling import blend, blend_weights, tile_boxes
 
 
@@ -24,7 +26,7 @@ def test_tiles_cover_every_pixel_with_the_requested_overlap(h, w, tile, overlap)
 def test_blending_a_constant_field_gives_it_back_and_weights_never_vanish():
     h, w = 100, 180
     boxes = tile_boxes(h, w, (60, 80), 20)
-    out = blend([np.full((60, 80, 2), 3.5, np.float32) for _ in boxes], boxes, h, w, ramp=20)
+    out = blend([torch.full((60, 80, 2), 3.5) for _ in boxes], boxes, h, w, ramp=20).numpy()
     np.testing.assert_allclose(out, 3.5, rtol=1e-6)
     for box in boxes:
         assert blend_weights(box, h, w, 20).min() > 0
@@ -35,5 +37,5 @@ def test_blending_is_exact_on_a_smooth_field_split_into_tiles():
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     field = np.stack([x * 0.1, y * -0.05], -1)
     boxes = tile_boxes(h, w, (64, 96), 24)
-    out = blend([field[y0:y1, x0:x1] for y0, y1, x0, x1 in boxes], boxes, h, w, ramp=24)
+    out = blend([torch.from_numpy(field[y0:y1, x0:x1]) for y0, y1, x0, x1 in boxes], boxes, h, w, ramp=24).numpy()
     np.testing.assert_allclose(out, field, atol=1e-5)

@@ -39,3 +39,23 @@ def test_loss_is_the_weighted_mean_distance_over_thing_cells_and_zero_without_th
     empty = fd.loss(student, image, torch.zeros(1, 4, 4, dtype=torch.long))
     assert empty.item() == 0.0 and not torch.isnan(empty)
     empty.backward()  # the guard keeps a graph
+
+
+def test_under_bf16_the_frozen_backbone_runs_in_bf16_within_a_stated_tolerance_of_fp32():
+    """A bf16 recipe's feature distance: the frozen ImageNet backbone under the run's autocast (as the student),
+    the distance in float32. On a real backbone's features the loss stays within 2% of fp32's."""
+    from functools import partial
+
+    from vdatrain.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("deeplabv2_check", 19)
+    fd = FeatureDistance(model, FDSpec(classes=[13]))
+    image = torch.randn(2, 3, 64, 64)
+    student = model.backbone(image).detach() + 0.1 * torch.randn(2, model.backbone.out_channels, 8, 8)
+    label = torch.full((2, 64, 64), 13, dtype=torch.long)
+    fp32 = fd.loss(student, image, label)
+    bf16 = fd.loss(student, image, label, partial(torch.autocast, "cpu", dtype=torch.bfloat16))
+    assert fp32 > 0 and bf16.dtype == torch.float32
+    assert abs(bf16.item() - fp32.item()) <= 0.02 * fp32.item()
+    assert bf16.item() != fp32.item()  # it did run in bf16

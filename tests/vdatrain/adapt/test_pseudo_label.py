@@ -2,13 +2,14 @@
 
 import torch
 
-from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
+from vdatrain.adapt.pseudo_label import class_probs, confident_share
 
 
 def pseudo_label(logits, threshold, size=None, margin=None):
     """What self-training does with the teacher's logits: the argmax label and the batch's confidence weight."""
     confidence, label = class_probs(logits, size).max(1)
-    return label, confidence_weight(confidence, threshold, margin)
+    weight = confident_share(confidence, threshold) * torch.ones_like(confidence)
+    return label, weight if margin is None else weight * margin
 
 
 def test_the_weight_is_one_scalar_for_the_whole_batch():

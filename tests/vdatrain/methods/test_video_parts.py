@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vdatrain.adapt.pseudo_label import class_probs, confidence_weight
+from vdatrain.adapt.pseudo_label import class_probs, confident_share
 from vdatrain.methods.self_training import SelfTraining
 from vdatrain.models import SegOutput
 from vdatrain.recipe import (AdaptSpec, ACCELSpec, DataSpec, EvalSpec, ModelSpec, Recipe, RefineSpec, TrainSpec,
@@ -116,7 +116,8 @@ def _refine(strategy, flow_u, invalid="ignore", margin=None):
         conf_t, label_t = class_probs(st.teacher.predict(t), (H, W)).max(1)
         label, weight = st.refined_label(conf_t, label_t, torch.full((1, H, W), 0.25), tgt, nullcontext)
         conf_k = class_probs(st.teacher.predict(previous), (H, W)).max(1)[0]
-        weight_k = confidence_weight(conf_k, st.adapt.pseudo_threshold, margin)
+        weight_k = confident_share(conf_k, st.adapt.pseudo_threshold) * torch.ones_like(conf_k)
+        weight_k = weight_k if margin is None else weight_k * margin
     _refine.weights = weight, weight_k
     return label, st.stats["refine_kept"]
 
