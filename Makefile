@@ -5,7 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO   ?= demo-data
+# The data home: where the shipped recipes look for their stores (paper recipes: $(VDATRAIN_DATA)/stores,
+# the demos: $(VDATRAIN_DATA)/demo/stores), whatever the current folder.
+VDATRAIN_DATA ?= $(HOME)/vdatrain-data
+export VDATRAIN_DATA
+DEMO   ?= $(VDATRAIN_DATA)/demo
 
 .PHONY: demo test bench clean-demo paper-check paper-data paper-replica
 
@@ -15,7 +19,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=12
 
 # The main job on embedded default data: generate the synthetic replicas of the four raw layouts
 # (with exact flow), save a preview picture of each, ingest them into stores (frames, labels, class

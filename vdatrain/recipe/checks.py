@@ -133,4 +133,6 @@ def check_paths(recipe: Recipe, weights: bool = True) -> None:
     for key in ("pretrained", "init") if weights else ():
         path = getattr(recipe.model, key)
         if path and not Path(path).is_file():
-            raise RecipeError(f"model.{key}: {path}: file not found")
+            hint = " (the ImageNet weights each architecture needs, and where to get them: README, " \
+                   "'Running the paper's experiments')" if key == "pretrained" else ""
+            raise RecipeError(f"model.{key}: {path}: file not found{hint}")

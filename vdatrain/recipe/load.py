@@ -10,6 +10,14 @@ paper recipes are composed so: each file states only what is its own.
 
 `name` is never inherited: a recipe is called what its file says, else its file's stem.
 
+Paths in a recipe (`data_root`, the folder store paths are relative to; `model.pretrained`;
+`model.init`) never depend on the current folder, except on the command line: an absolute path is
+itself; a relative one is relative to the folder of the recipe file that sets it, or for the
+shipped recipes and pieces to the data home (`$VDATRAIN_DATA`, default `~/vdatrain-data`: the
+paper recipes read `<data home>/stores` and `<data home>/weights`, the demos
+`<data home>/demo/stores`); `--set data_root=DIR` is relative to the current folder. A recipe file
+that no file gives a `data_root` reads its stores beside itself.
+
 `imports:` lists the user's own modules (importable module names, or `.py` files relative to the
 recipe file) that register models, refinement strategies, mixes or weight formats; they are
 imported before the recipe is validated, so their names check like the shipped ones.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import zlib
@@ -32,6 +41,39 @@ from vdatrain.recipe.schema import Recipe, RecipeError, build
 SHIPPED = Path(__file__).resolve().parent.parent / "recipes"
 PIECES = SHIPPED / "pieces"
 PIECE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)?")  # folder/name, nothing that climbs out
+
+
+def data_home() -> Path:
+    """Where the shipped recipes' relative `data_root` points: $VDATRAIN_DATA, else ~/vdatrain-data."""
+    return Path(os.environ.get("VDATRAIN_DATA") or Path.home() / "vdatrain-data").expanduser().absolute()
+
+
+PATH_KEYS = (("data_root",), ("model", "pretrained"), ("model", "init"))
+
+
+def _absolute_paths(data: dict, recipe_file: Path) -> None:
+    """The PATH_KEYS that `data` (one file's mapping) sets, made absolute in place."""
+    for *parents, leaf in PATH_KEYS:
+        node = data
+        for key in parents:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node:
+            node[leaf] = _absolute_path(node[leaf], recipe_file)
+
+
+def _absolute_path(value, recipe_file: Path | None):
+    """A path (`data_root`, weights) made absolute: relative to `recipe_file`'s folder (shipped files: the data home), or to
+    the current folder when it came from the command line (`recipe_file` None). Non-strings are left to the
+    schema, which names them."""
+    if not isinstance(value, str):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    if recipe_file is None:
+        return str(path.absolute())
+    shipped = recipe_file.resolve().is_relative_to(SHIPPED)
+    return str((data_home() if shipped else recipe_file.resolve().parent) / path)
 
 
 def shipped_recipes() -> dict[str, Path]:
@@ -77,11 +119,47 @@ def merge(base: dict, update: dict) -> dict:
     return out
 
 
+MAX_BYTES = 1 << 20  # a recipe is a few kilobytes; nothing larger is parsed
+MAX_ALIASES = 64  # YAML aliases a recipe may use (an alias bomb of a kilobyte expands to gigabytes)
+MAX_BASES = 32  # depth of `base:` chains
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML as recipes are written: numbers in every common spelling (`6e-5`, `1e12`, `1.0e12`, `6.0e-05`; YAML
+    1.1 wants a dot and a signed exponent, so PyYAML read `6e-5` as a string), at most `MAX_ALIASES` aliases."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases (an alias bomb?)")
+        return super().compose_node(parent, index)
+
+
+RecipeLoader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$|^[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - a SafeLoader (no Python objects)
+
+
 def _read_yaml(path: Path) -> dict:
+    if path.stat().st_size > MAX_BYTES:
+        raise RecipeError(f"{path}: {path.stat().st_size} bytes; a recipe is a small YAML file (at most {MAX_BYTES})")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_bytes().decode("utf-8")) or {}
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file (a recipe is YAML)") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML ({e})") from None
+        raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0][:200]})") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a mapping of sections")
     return data
@@ -92,7 +170,10 @@ def read_recipe_data(path, seen: tuple = ()) -> dict:
     path = Path(path) if seen else find_recipe(path)
     if path.resolve() in seen:
         raise RecipeError(f"{path}: base: recipes include each other")
+    if len(seen) >= MAX_BASES:
+        raise RecipeError(f"{path}: base: a chain of more than {MAX_BASES} recipes")
     data = _read_yaml(path)
+    _absolute_paths(data, path)
     parents = data.pop("base", [])
     parents = [parents] if isinstance(parents, str) else parents
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
@@ -114,16 +195,17 @@ def apply_override(data: dict, assignment: str) -> None:
         raise RecipeError(f"--set {assignment!r}: write key=value (e.g. train.iters=100)")
     key, raw = assignment.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
     except yaml.YAMLError as e:
-        raise RecipeError(f"--set {key.strip()}: {raw!r} is not a YAML value ({str(e).splitlines()[0]})") from None
+        raise RecipeError(f"--set {key.strip()}: {raw[:80]!r} is not a YAML value ({str(e).splitlines()[0][:200]})") \
+            from None
     *parents, leaf = key.strip().split(".")
     node = data
     for p in parents:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {key}: {p} is not a section")
-    node[leaf] = value
+    node[leaf] = _absolute_path(value, None) if tuple(key.strip().split(".")) in PATH_KEYS else value
 
 
 def merged_recipe_data(path, overrides: list[str] = ()) -> dict:
@@ -131,6 +213,7 @@ def merged_recipe_data(path, overrides: list[str] = ()) -> dict:
     path = find_recipe(path)
     data = read_recipe_data(path)
     data.setdefault("name", path.stem)
+    data.setdefault("data_root", _absolute_path(".", path))
     for assignment in overrides:
         apply_override(data, assignment)
     return data
@@ -172,11 +255,12 @@ def load_recipe(path, overrides: list[str] = ()) -> Recipe:
     """Read (with its parents), override, validate; store paths come back joined to `data_root`."""
     path = find_recipe(path)
     data = merged_recipe_data(path, overrides)
+    set_keys = tuple(f"{a.split('=', 1)[0].strip()}{end}" for a in overrides for end in (":", "[", "."))
     try:
         import_extensions(data.get("imports", []), path)
         recipe = build(Recipe, data, "")
-    except RecipeError as e:
-        raise RecipeError(f"{path}: {e}") from None
+    except RecipeError as e:  # a value that came from the command line is named as such, not as the file's
+        raise RecipeError(f"--set {e}" if str(e).startswith(set_keys) and set_keys else f"{path}: {e}") from None
     for spec in (recipe.source, recipe.target, recipe.eval):
         if spec is not None:
             spec.store = str(Path(recipe.data_root) / spec.store)

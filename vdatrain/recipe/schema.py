@@ -208,6 +208,11 @@ class TrainSpec:
     workers: NonNegInt = 4
     seed: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
+    # TF32 for matrix multiplies and convolutions on Ampere and newer GPUs (the reference's torch 1.7.1 default);
+    # false: full fp32 (what the Turing GPUs of HRDA's paper computed)
+    tf32: bool = True
+    cudnn_benchmark: bool = True  # cuDNN picks the fastest algorithm per input shape (the reference's configs)
+    channels_last: bool = False  # NHWC memory layout of the model (faster convolutions under bf16 on GPUs)
     log_every: PosInt = 50
     eval_every: NonNegInt = 4000
     checkpoint_every: PosInt = 2000
@@ -239,7 +244,7 @@ class Recipe:
     model: ModelSpec
     source: DataSpec
     eval: EvalSpec
-    data_root: str = "."  # store paths are relative to it (e.g. --set data_root=/mnt/stores)
+    data_root: str = "."  # store paths are relative to it; absolute once loaded (recipe/load.py says from where)
     description: str = ""
     label: str = ""  # the row of `vdatrain report` tables (default: the name)
     # the user's modules that register models, strategies, mixes or weight formats (module names or .py files

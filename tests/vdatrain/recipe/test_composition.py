@@ -22,14 +22,25 @@ ADDED = {("imports",): [], ("source", "label_resize"): "floor", ("target", "labe
          ("adapt", "augment", "frames"): "independent", ("adapt", "mic", "grid"): "round",
          ("adapt", "mic", "augment_draws"): "batch", ("adapt", "video_disc", "forwards"): "separate",
          ("adapt", "video_disc", "judge"): "fused", ("adapt", "video_disc", "own_loss_scale"): 0.1,
-         ("eval", "window_batch"): 3}
+         ("eval", "window_batch"): 3, ("train", "tf32"): True, ("train", "cudnn_benchmark"): True,
+         ("train", "channels_last"): False}
 
 
 def changed_since(name: str, recipe: dict) -> dict:
     """Values the paper recipes changed on purpose since that commit, to follow the reference code
     (docs/fidelity.md): every ACCEL recipe mixes frame t+k with frame t's mask (the reference's only ACCEL
     path), and an ACCEL student judged by the video discriminator reads frame t+2k and its flow."""
-    out = {}
+    from vdatrain.recipe.load import data_home
+
+    # data_root: the shipped recipes' relative roots now lie under the data home, not the current folder
+    root = {"data/stores": "stores", "demo-data/stores": "demo/stores"}[recipe["data_root"]]
+    out = {("data_root",): str(data_home() / root)}
+    for key in ("pretrained", "init"):  # weights too: under the data home
+        if recipe["model"].get(key):
+            out[("model", key)] = str(data_home() / recipe["model"][key].replace("demo-data/", "demo/"))
+    for part in ("source", "target", "eval"):
+        if recipe.get(part):
+            out[(part, "store")] = str(data_home() / root / Path(recipe[part]["store"]).name)
     if recipe["model"].get("accel") and recipe.get("adapt"):
         out[("adapt", "consistent_mix")] = True
         if recipe["adapt"].get("video_disc"):

@@ -1,5 +1,7 @@
 """Recipes are validated before anything runs; every error names the dotted key."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -105,6 +107,26 @@ def test_a_crop_larger_than_the_resized_frames_is_named_before_training(tmp_path
 def test_store_paths_are_relative_to_data_root(tmp_path):
     r = load_recipe(_write(tmp_path, GOOD.replace("STORE", "cs.zarr")), ["data_root=/mnt/stores"])
     assert r.source.store == "/mnt/stores/cs.zarr" and r.eval.store == "/mnt/stores/cs.zarr"
+
+
+def test_data_root_never_depends_on_the_current_folder_except_on_the_command_line(tmp_path, monkeypatch):
+    """Relative to the recipe file that sets it (or that file's folder when none does); shipped recipes: under
+    the data home ($VDATRAIN_DATA); `--set data_root=` relative to the current folder."""
+    (tmp_path / "recipes").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("VDATRAIN_DATA", str(tmp_path / "home"))
+    plain = _write(tmp_path / "recipes", GOOD.replace("STORE", "cs.zarr"))
+    assert load_recipe(plain).source.store == str(tmp_path / "recipes" / "cs.zarr")
+    rooted = tmp_path / "recipes" / "rooted.yaml"
+    rooted.write_text("base: recipe\ndata_root: ../stores\n")
+    assert Path(load_recipe(rooted).source.store).resolve() == tmp_path / "stores" / "cs.zarr"
+    assert load_recipe(rooted, ["data_root=here"]).source.store == str(elsewhere / "here" / "cs.zarr")
+    assert load_recipe("dlv2-hrda-mic-viper-cs").source.store == str(tmp_path / "home" / "stores" / "viper_train.zarr")
+    assert load_recipe("demo").eval.store == str(tmp_path / "home" / "demo" / "stores" / "cityscapes-seq_val.zarr")
+    assert load_recipe("dlv2-source-viper-cs").model.pretrained == str(tmp_path / "home" / "weights" / "resnet101_v1c.pth")
+    assert load_recipe(plain, ["model.init=run/checkpoint.pt"]).model.init == str(elsewhere / "run" / "checkpoint.pt")
 
 
 def test_every_shipped_recipe_validates_and_names_its_stores():
@@ -256,3 +278,44 @@ def test_paper_recipes_take_the_reference_codes_values_and_paper_text_recipes_di
         assert changed in ({"adapt.refine.strategy"}, {"adapt.video_disc.weight"}), (name, changed)
         assert text.get("adapt.refine.strategy") in (None, "oracle") or "adapt.refine.strategy" not in changed
         assert text["label"].endswith("(paper text)")
+
+
+@pytest.mark.parametrize("spelling,value", [("6e-5", 6e-5), ("1e12", 1e12), ("1.0e12", 1e12), ("6.0e-05", 6e-5),
+                                            ("1E-3", 1e-3)])
+def test_numbers_are_read_in_every_common_spelling_in_files_and_in_set(tmp_path, spelling, value):
+    (tmp_path / "r.yaml").write_text(f"base: dlv2-source-viper-cs\noptim: {{lr: {spelling}}}\n")
+    assert load_recipe(tmp_path / "r.yaml").optim.lr == value
+    assert load_recipe("dlv2-source-viper-cs", [f"optim.lr={spelling}"]).optim.lr == value
+
+
+@pytest.mark.parametrize("key,raw,message", [
+    ("optim.lr", "fast", "--set optim.lr: expected a number, got 'fast'"),
+    ("optim.lr", ".nan", "--set optim.lr: nan is not a finite number"),
+    ("optim.weight_decay", ".inf", "--set optim.weight_decay: inf is not a finite number"),
+    ("source.scale", ".nan", "--set source.scale: nan is not a finite number"),
+    ("optim.betas", "[.nan, 0.9]", "--set optim.betas[0]: nan is not a finite number"),
+    ("adapt.pseudo_threshold", ".nan", "--set adapt.pseudo_threshold: nan is not a finite number"),
+])
+def test_a_value_that_is_not_a_finite_number_names_the_set_it_came_from(key, raw, message):
+    with pytest.raises(RecipeError) as e:
+        load_recipe("dlv2-hrda-mic-viper-cs", [f"{key}={raw}"])
+    assert str(e.value) == message
+
+
+def test_hostile_recipe_files_are_refused_in_one_line_within_seconds(tmp_path):
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join('*' + p for _ in range(10))}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    (tmp_path / "bomb.yaml").write_text(bomb + "name: x\n")
+    start = time.perf_counter()
+    with pytest.raises(RecipeError, match="more than 64 aliases"):
+        load_recipe(tmp_path / "bomb.yaml")
+    assert time.perf_counter() - start < 5
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(RecipeError, match="not a text file"):
+        load_recipe(tmp_path / "binary.yaml")
+    for k in range(40):  # a chain of 40 base: files
+        (tmp_path / f"c{k}.yaml").write_text(f"base: c{k + 1}\n" if k < 39 else "name: end\n")
+    with pytest.raises(RecipeError, match="a chain of more than 32 recipes"):
+        load_recipe(tmp_path / "c0.yaml")
