@@ -74,7 +74,8 @@ def flow_figure(frame: np.ndarray, flow: np.ndarray, valid: np.ndarray, title: s
     """frame | flow in the colour wheel (invalid black), with its key and scale | validity."""
     scale = flow_scale(flow, valid)
     fig, axes = image_panels([("source frame", frame), (title, flow_to_rgb(flow, valid, scale)),
-                              (f"valid ({100 * valid.mean():.0f}%)", np.where(valid[..., None], 255, 0).astype(np.uint8)
+                              (f"validity: white valid ({100 * valid.mean():.0f}%), black not\n(leaves the frame, fails the "
+                               f"forward-backward check, or ego vehicle)", np.where(valid[..., None], 255, 0).astype(np.uint8)
                                .repeat(3, -1))], zoom=zoom)
     flow_key(axes[1], scale)
     return fig

@@ -4,7 +4,8 @@
 - refinement: frame t | the teacher's pseudo-label | the partner frame's, warped to t | the refined label with
   the pixels refinement dropped marked;
 - training curves from `log.jsonl`: loss terms, pseudo-weight and refinement share, mIoU at each evaluation;
-- mIoU per method and shift, and IoU per class per method, with the value axis fitted to the data.
+- mIoU per method and shift, and IoU per class per method: bars from zero, legends outside the data, seed
+  spreads as error bars, classes without ground truth marked as such (not drawn as an IoU of 0).
 """
 
 from __future__ import annotations
@@ -70,38 +71,37 @@ def training_curves(runs: dict[str, list[dict]]):
     shown = {name: keys for name, keys in panels.items() if keys}
     titles = {"loss": "total loss", "terms": "loss terms", "pseudo_weight": "pseudo-weight / refinement kept",
               "miou": "mIoU at each evaluation (%)"}
-    fig = figure(4.0 * len(shown), 3.2)
+    colours = {label: f"C{k % 10}" for k, label in enumerate(runs)}  # one colour per run in every panel
+    styles = ["-", "--", ":", "-."]
+    fig = figure(4.0 * len(shown), 3.6)
     axes = fig.subplots(1, len(shown), squeeze=False)[0]
     for ax, (name, keys) in zip(axes, shown.items()):
         for label, records in runs.items():
-            for key in keys:
+            for k, key in enumerate(keys):  # a run's terms: its colour, one line style each
                 points = [(r["iteration"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
                 if points:
                     x, y = zip(*points)
-                    style = "o-" if name == "miou" else "-"
-                    ax.plot(x, y, style, lw=1, ms=3, label=f"{label}: {key}" if len(keys) > 1 else label)
+                    ax.plot(x, y, ("o" if name == "miou" else "") + styles[k % len(styles)], lw=1, ms=3,
+                            color=colours[label], label=f"{label}: {key}" if len(keys) > 1 else label)
         ax.set_title(titles[name], fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1, frameon=False)
     return fig
 
 
-def _fitted(ax, values, axis: str = "y") -> None:
-    """The value axis from a little under the smallest to a little over the largest value, within 0..100."""
+def _from_zero(ax, values, axis: str = "y") -> None:
+    """The value axis from 0 to a little over the largest value (at most 100): bars compare by their length."""
     values = [v for v in values if v is not None and np.isfinite(v)]
-    if not values:
-        return
-    lo, hi = min(values), max(values)
-    pad = max((hi - lo) * 0.15, 1.0)
-    limits = (max(0.0, lo - pad), min(100.0, hi + pad))
-    (ax.set_ylim if axis == "y" else ax.set_xlim)(*limits)
+    hi = max(values, default=1.0)
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(0.0, min(100.0, hi * 1.15 + 1.0))
 
 
-def miou_chart(labels: list[str], shifts: list[str], cell: dict):
-    """Grouped bars: shifts as groups, methods as bars (mean of their runs; the spread as an error bar when
-    several seeds), values printed on the bars."""
+def miou_chart(labels: list[str], shifts: list[str], cell: dict, title: str = ""):
+    """Grouped bars from zero: shifts as groups, methods as bars (mean of their runs; the spread as an error bar
+    when several seeds), values printed on the bars, the legend below the axes; `title` names the protocol and
+    the seeds."""
     fig = figure(max(4.0, 1.2 + 0.5 * len(labels) * len(shifts)), 3.6)
     ax = fig.subplots()
     width = 0.8 / max(len(labels), 1)
@@ -119,14 +119,18 @@ def miou_chart(labels: list[str], shifts: list[str], cell: dict):
         values += [m - s for m, s in zip(means, stds)] + [m + s for m, s in zip(means, stds)]
     ax.set_xticks(range(len(shifts)), shifts, fontsize=8)
     ax.set_ylabel("mIoU (%)", fontsize=8)
-    _fitted(ax, values)
+    _from_zero(ax, values)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(len(labels), 3), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig
 
 
 def per_class_chart(rows: dict[str, dict[str, float | None]]):
-    """IoU per class ({method: {class: IoU %}}), horizontal grouped bars, classes in trainId order."""
+    """IoU per class ({method: {class: IoU %}}), horizontal grouped bars from zero, classes in trainId order; a
+    class without ground truth (None: absent from labels and predictions) is written "no ground truth", not
+    drawn as 0."""
     order = [c for c in load_classes().names if any(c in v for v in rows.values())]
     fig = figure(6.0, 0.8 + 0.28 * len(order) * max(1, len(rows)) ** 0.5)
     ax = fig.subplots()
@@ -136,11 +140,14 @@ def per_class_chart(rows: dict[str, dict[str, float | None]]):
         ys = [k + (m - (len(rows) - 1) / 2) * height for k, c in enumerate(order)]
         xs = [ious.get(c) if ious.get(c) is not None else np.nan for c in order]
         ax.barh(ys, xs, height * 0.95, label=label)
+        for y, x in zip(ys, xs):
+            if np.isnan(x):
+                ax.text(0.5, y, "no ground truth", va="center", fontsize=5, color="0.45", style="italic")
         values += xs
     ax.set_yticks(range(len(order)), order, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("IoU (%)", fontsize=8)
-    _fitted(ax, [0.0] + values, axis="x")  # bars start at 0: the axis keeps it
+    _from_zero(ax, values, axis="x")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(len(rows), 3), frameon=False)
     return fig

@@ -2,11 +2,17 @@
 
 Each evaluation folder (written by `vdatrain eval`) holds `results.json` with the
 recipe's report label (`label`, default its name), the shift (source dataset ->
-target dataset, from the stores) and the protocol it reports first. Outputs: a
-Markdown table (mIoU per method and shift, then the temporal consistency
-PL-PredConsis-mIoU per method, shift and frame distance under each class protocol, the
-runs' own first), the same as CSV, and charts (matplotlib): mIoU per method and shift,
-IoU per class, and the runs' training curves.
+target dataset, from the stores), the protocol it reports first, the seed, and the
+run's configuration (`run_config`: the trained recipe's values that decide a result).
+Runs are averaged only when they differ in the seed alone: a row is (label, every other
+configuration value); two rows of one label are told apart by the values that differ
+("Source only [train.iters=6]"). The same evaluation given twice counts once.
+
+Outputs: a Markdown table (mIoU per method and shift, as mean ± std (n, seeds) for
+several seeds, then the temporal consistency PL-PredConsis-mIoU per method, shift and
+frame distance under each class protocol, the runs' own first), the same as CSV, and
+charts (matplotlib): mIoU per method and shift, IoU per class, and the runs' training
+curves.
 """
 
 from __future__ import annotations
@@ -24,6 +30,35 @@ class ReportError(ValueError):
     """A folder that holds no evaluation result; the message names it."""
 
 
+# Recipe values that do not change a result: bookkeeping, where data lives, how fast it is read.
+NEUTRAL = ("name", "description", "label", "data_root", "imports", "train.seed", "train.workers", "train.log_every",
+           "train.checkpoint_every", "train.keep_checkpoints", "train.verify_reads", "train.dist_timeout_min",
+           "eval.window_batch")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out |= _flat(v, key + ".")
+        else:
+            out[key] = v
+    return out
+
+
+def run_config(recipe: dict) -> dict:
+    """The values of a recipe (as `recipe.json` holds it) that decide a result: every key but the `NEUTRAL` ones,
+    stores by file name, flattened to dotted keys."""
+    flat = _flat(recipe)
+    out = {}
+    for k, v in flat.items():
+        if k in NEUTRAL:
+            continue
+        out[k] = Path(v).name if k.endswith(".store") and isinstance(v, str) else v
+    return out
+
+
 @dataclass
 class Row:
     label: str
@@ -34,6 +69,9 @@ class Row:
     protocol: str = "standard"
     per_class: dict | None = None  # class -> IoU % under the run's protocol
     log: str | None = None  # the run's log.jsonl, when the folder is (in) a run folder
+    config: dict | None = None  # `run_config` of the trained recipe (None: an older results.json)
+    seed: int | None = None
+    source: str = ""  # the results.json read (the same evaluation given twice counts once)
 
 
 def load(folder) -> Row:
@@ -54,15 +92,38 @@ def load(folder) -> Row:
         log = next((p for p in (folder / "log.jsonl", path.parent.parent / "log.jsonl") if p.is_file()), None)
         return Row(label=info.get("label") or folder.name, shift=info.get("shift", "?"),
                    miou=float(result["miou"][protocol]), folder=str(folder), predconsis=predconsis, protocol=protocol,
-                   per_class=result.get("per_class", {}).get(protocol), log=str(log) if log else None)
+                   per_class=result.get("per_class", {}).get(protocol), log=str(log) if log else None,
+                   config=info.get("config"), seed=info.get("seed"), source=str(path.resolve()))
     except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as e:
         raise ReportError(f"{path}: not an evaluation result ({e})") from None
+
+
+def group(rows: list[Row]) -> list[Row]:
+    """The rows once per evaluation (the same results.json given twice counts once), each labelled by what
+    sets it apart from the other runs of its label: runs that differ in more than the seed never share a cell."""
+    unique = list({r.source or r.folder: r for r in rows}.values())
+    variants: dict = {}
+    for r in unique:
+        key = json.dumps(r.config, sort_keys=True, default=str) if r.config is not None else None
+        variants.setdefault((r.label, r.shift), {}).setdefault(key, []).append(r)
+    out = []
+    for (label, _), by_config in variants.items():
+        configs = [json.loads(k) if k else {} for k in by_config]
+        differing = sorted({k for c in configs for k in c if len({json.dumps(x.get(k), default=str)
+                                                                  for x in configs}) > 1})
+        for key, runs in by_config.items():
+            config = json.loads(key) if key else {}
+            named = label if len(by_config) == 1 else f"{label} [" + ", ".join(
+                f"{k}={config.get(k)}" for k in differing[:3]) + (", ..." if len(differing) > 3 else "") + "]"
+            out += [Row(**{**r.__dict__, "label": named}) for r in runs]
+    return out
 
 
 def tables(rows: list[Row]) -> tuple[list[str], list[str], dict]:
     """-> (method labels in first-seen order, shifts in first-seen order, {(label, shift): [mIoU, ...]}).
 
-    Several runs of one method on one shift (seeds) share a cell: the tables show their mean."""
+    Runs of one method on one shift that differ in the seed alone share a cell: the tables show their mean."""
+    rows = group(rows)
     labels = list(dict.fromkeys(r.label for r in rows))
     shifts = list(dict.fromkeys(r.shift for r in rows))
     cell: dict = {}
@@ -78,19 +139,30 @@ def _cell_text(mious: list[float] | None) -> str:
     return mean if len(mious) == 1 else f"{mean} ± {float(np.std(mious)):.1f} (n={len(mious)})"
 
 
+def _seeds(rows: list[Row], label: str, shift: str) -> str:
+    seeds = [r.seed for r in rows if r.label == label and r.shift == shift and r.seed is not None]
+    return f"seeds {', '.join(map(str, sorted(seeds)))}" if seeds else ""
+
+
 def markdown(rows: list[Row]) -> str:
+    rows = group(rows)
     labels, shifts, cell = tables(rows)
     out = ["| method | " + " | ".join(shifts) + " |", "|---|" + "---:|" * len(shifts)]
     for label in labels:
         out.append(f"| {label} | " + " | ".join(_cell_text(cell.get((label, s))) for s in shifts) + " |")
+    seeds = [f"{label}, {s}: {_seeds(rows, label, s)}" for label in labels for s in shifts
+             if len(cell.get((label, s), [])) > 1 and _seeds(rows, label, s)]
+    if seeds:
+        out += ["", "Runs averaged (they differ in the seed alone): " + "; ".join(seeds) + "."]
     for protocol, pairs in _temporal_columns(rows):
         out += ["", f"PL-PredConsis-mIoU (temporal consistency of predictions), {protocol} protocol:", "",
                 "| method | shift | " + " | ".join(pairs) + " |", "|---|---|" + "---:|" * len(pairs)]
-        for r in rows:
-            values = r.predconsis.get(protocol, {})
-            if values:
-                out.append(f"| {r.label} | {r.shift} | " + " | ".join(
-                    f"{values[p]:.1f}" if p in values else "–" for p in pairs) + " |")
+        for label in labels:
+            for shift in shifts:
+                runs = [r.predconsis.get(protocol, {}) for r in rows if r.label == label and r.shift == shift]
+                if any(runs):
+                    out.append(f"| {label} | {shift} | " + " | ".join(
+                        _cell_text([v[p] for v in runs if p in v] or None) for p in pairs) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -106,6 +178,7 @@ def _temporal_columns(rows: list[Row]) -> list[tuple[str, list[str]]]:
 
 
 def csv_text(rows: list[Row]) -> str:
+    rows = group(rows)
     columns = [(protocol, pair) for protocol, pairs in _temporal_columns(rows) for pair in pairs]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -136,9 +209,15 @@ def write(rows: list[Row], out_dir) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    rows = group(rows)
     (out / "table.md").write_text(markdown(rows))
     (out / "table.csv").write_text(csv_text(rows))
-    written = [out / "table.md", out / "table.csv", save(figures.miou_chart(*tables(rows)), out / "miou.png")]
+    protocols = ", ".join(dict.fromkeys(r.protocol for r in rows))
+    seeds = sorted({r.seed for r in rows if r.seed is not None})
+    title = f"mIoU, {protocols} protocol" + (f"; seeds {', '.join(map(str, seeds))} (mean, error bar: std)"
+                                             if len(seeds) > 1 else (f"; seed {seeds[0]}" if seeds else ""))
+    written = [out / "table.md", out / "table.csv",
+               save(figures.miou_chart(*tables(rows), title=title), out / "miou.png")]
     for shift in dict.fromkeys(r.shift for r in rows):
         per_class: dict = {}
         for r in rows:  # seeds of one method: the mean per class

@@ -2,11 +2,15 @@
 
 A run is a plain `vdatrain fit` followed by `vdatrain eval`, each a subprocess, in the folder
 `<out>/<recipe name>/seed<N>` (`fit`'s run folder; the evaluation goes to its `eval/`). Its state lives
-beside it in `sweep-state.json` (queued, running, done, failed with the exit code; the SLURM job or the
-local process) and its output in `sweep.log`. A run is done when both commands exited 0; starting the
-sweep again skips done runs and restarts the others, which `fit` resumes from their last checkpoint
-(exact resumption: the same result as an uninterrupted run). `<out>/sweep.json` lists the runs, so
-`vdatrain sweep --status OUT` and `vdatrain report OUT` find them.
+beside it in `sweep-state.json` (queued, running, done, interrupted, failed with the exit code; the SLURM
+job or the local process) and its output in `sweep.log`. A run is done when both commands exited 0;
+starting the sweep again skips done runs and resumes the others: `fit` from their last checkpoint (exact
+resumption: the same result as an uninterrupted run), an interrupted evaluation from its start (said so).
+`<out>/sweep.json` lists the runs, so `vdatrain sweep --status OUT` and `vdatrain report OUT` find them.
+
+Stopping a sweep (Ctrl-C, `kill -INT` or `kill -TERM` of `vdatrain sweep`) stops its children too: each
+runs in a process group of its own, which the sweep ends and waits for, and the run is marked
+interrupted. One `vdatrain sweep` works in a sweep folder at a time (`vdatrain.lock`).
 
 Launchers:
 - local: the visible GPUs split into groups of `gpus_per_run`, one run per group at a time
@@ -22,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -73,24 +78,50 @@ class SweepRun:
     def done(self) -> bool:
         return self.state()["state"] == "done" and (Path(self.run_dir) / "eval/results.json").is_file()
 
+    def progress(self) -> str:
+        """How this run starts: "started", "resumed from iteration N", or "training done, evaluation again"."""
+        from vdatrain.checkpoint import CHECKPOINT
+
+        ckpt = Path(self.run_dir) / CHECKPOINT
+        if not ckpt.is_file():
+            return "started"
+        its = _logged_iterations(Path(self.run_dir))
+        if self.state().get("stage") == "eval":
+            return "training done; evaluating again (an interrupted evaluation starts over)"
+        return f"resumed from iteration {max((i for i in its if i), default=0)}" if its else "resumed"
+
     # -- the job -----------------------------------------------------------------------------------
     def __call__(self, env: dict | None = None) -> int:
-        """Run fit, then eval (skipped when done); returns the exit status of the first that failed, else 0."""
+        """Run fit, then eval (skipped when done); returns the exit status of the first that failed, else 0. On
+        KeyboardInterrupt (the sweep stopped) the child's process group is ended, the run marked interrupted."""
         if self.done():
             return 0
         where = {"host": socket.gethostname(), "pid": os.getpid()}
         if os.environ.get("SLURM_JOB_ID"):
             where["slurm_job"] = os.environ["SLURM_JOB_ID"]
-        self.set_state("running", **where)
         log_path = Path(self.run_dir) / LOG_FILE
-        for cmd in self.commands():
+        for stage, cmd in zip(("fit", "eval"), self.commands()):
+            self.set_state("running", stage=stage, **where)
             with open(log_path, "a") as log:
                 log.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {' '.join(cmd)}\n")
                 log.flush()
-                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **(env or {})}).returncode
+                # a process group of its own: the sweep ends it, and a terminal's Ctrl-C reaches only the sweep
+                child = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **(env or {})}, start_new_session=True)
+                _ACTIVE[self.name] = child
+                try:
+                    rc = child.wait()
+                except BaseException:
+                    _stop(child)
+                    self.set_state("interrupted", stage=stage, **where)
+                    raise
+                finally:
+                    _ACTIVE.pop(self.name, None)
+            if _STOPPING.is_set():  # the sweep was stopped while this child ran: it ended it
+                self.set_state("interrupted", stage=stage, **where)
+                return 130
             if rc != 0:
-                self.set_state("failed", exit_code=rc, command=cmd[2:5], **where)
+                self.set_state("failed", exit_code=rc, command=cmd[2:5], stage=stage, **where)
                 return rc
         self.set_state("done", **where)
         return 0
@@ -100,6 +131,44 @@ class SweepRun:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)
+
+
+_ACTIVE: dict[str, subprocess.Popen] = {}  # the children running now, by run name
+_STOPPING = threading.Event()  # set when the sweep is stopped
+
+
+def stop_all() -> None:
+    """Stop every running child (the sweep was interrupted); their runs mark themselves interrupted."""
+    _STOPPING.set()
+    for child in list(_ACTIVE.values()):
+        _stop(child)
+
+
+def _stop(child: subprocess.Popen, grace: float = 30.0) -> None:
+    """End a child's process group: SIGINT (a fit stops between iterations), then SIGKILL after `grace` s."""
+    for sig, wait in ((signal.SIGINT, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _logged_iterations(run_dir: Path) -> list[int]:
+    log = run_dir / "log.jsonl"
+    out = []
+    for line in log.read_text().splitlines() if log.is_file() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "checkpoint" in rec:
+            out.append(int(rec.get("iteration", 0)))
+    return out
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -189,17 +258,28 @@ def run_local(runs: list[SweepRun], gpus_per_run: int = 1, say=print) -> dict[st
                 if not todo:
                     return
                 run = todo.pop(0)
-            say(f"{run.name}: started" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else ""))
+            say(f"{run.name}: {run.progress()}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if env else ""))
             rc = run(env)
             with lock:
                 results[run.name] = rc
+            if _STOPPING.is_set():
+                say(f"{run.name}: interrupted (the next `vdatrain sweep` resumes it)")
+                continue
             say(f"{run.name}: " + ("done" if rc == 0 else f"failed (exit {rc}; see {Path(run.run_dir) / LOG_FILE})"))
 
     threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:  # Ctrl-C, kill -INT, or kill -TERM (the CLI turns it into this)
+        with lock:
+            todo.clear()
+        stop_all()
+        for t in threads:
+            t.join()
+        raise
     return results
 
 

@@ -76,23 +76,51 @@ def check_pattern(pattern: str, fields: dict) -> None:
         raise FlowprepError(f"--pattern {pattern!r}: {e}") from None
 
 
+def valid_file(path: Path) -> Path:
+    """The validity picture `flow-export` writes beside a flow file of a format without a mask."""
+    return path.with_name(f"{path.name[:-len(path.suffix)] if path.suffix else path.name}_valid.png")
+
+
+def read_valid_picture(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool from a `_valid.png` (white = valid); one line naming the file when it is not one."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 2 or img.shape != shape:
+        raise FlowprepError(f"{path}: not a validity picture of the flow's {shape[1]}x{shape[0]} (a grey PNG)")
+    return img > 127
+
+
 def import_flows(store, pair: str, directory, pattern: str, fmt: str | None = None, rescale: bool = False,
                  provenance: dict | None = None, progress: bool = True) -> tuple[str, int, list[str]]:
-    """Read one file per sample into the store's pair; returns (pair name, imported, ids without a file)."""
+    """Read one file per sample into the store's pair; returns (pair name, imported, ids without a file).
+
+    Validity: a KITTI PNG carries its own; for the formats without a mask, the `<name>_valid.png` beside each
+    file (`flow-export` writes it) is read and combined with the vectors' own (finite, in range). When a file has
+    none, every finite vector counts as valid and the pair's provenance says so ("validity": "unknown ...")."""
     src, dst = resolve_pair(pair)
     reader = StoreReader(store)
     check_pattern(pattern, sample_fields(reader, 0, src))
     fmt = format_of(pattern, fmt)
+    has_mask = FORMATS[fmt][3]
+    paths = [Path(directory) / pattern.format(**sample_fields(reader, i, src)) for i in range(len(reader))]
+    files = [p for p in paths if p.is_file()]
+    unmasked = [p for p in files if not has_mask and not valid_file(p).is_file()]
+    provenance = {**(provenance or {}), "validity": "the format's own" if has_mask else (
+        "from the _valid.png files" if not unmasked else
+        f"unknown for {len(unmasked)} of {len(files)} files (no _valid.png: every finite vector taken as valid)")}
     name = add_flow(store, src, dst, provenance=provenance)
     reader, writer = StoreReader(store), StoreWriter(store)
     h, w = reader.resolution
     missing = []
     for i, sid in Progress(len(reader), "flow-import", "flow", enabled=progress).each(enumerate(reader.sample_ids)):
-        path = Path(directory) / pattern.format(**sample_fields(reader, i, src))
+        path = paths[i]
         if not path.is_file():
             missing.append(sid)
             continue
         flow, valid = read_flow(path, fmt)
+        if not has_mask and valid_file(path).is_file():
+            valid &= read_valid_picture(valid_file(path), valid.shape)
         if flow.shape[:2] != (h, w):
             if not rescale:
                 raise FlowprepError(f"{path}: {flow.shape[1]}x{flow.shape[0]}, the store is {w}x{h} (use --rescale)")

@@ -41,8 +41,9 @@ def invoke(*args):
 def test_a_killed_sweep_resumes_skips_finished_runs_and_reports_seeds_as_mean_and_std(recipes, tmp_path, run_killed):
     out = tmp_path / "sweep"
     args = ["sweep", *recipes, "--seeds", "1,2", "--out", out]
-    # killed as the second run starts: the first is done, the others not begun
-    killed = run_killed("vdatrain.sweep:SweepRun.set_state", 3, *args, program="vdatrain")
+    # killed as the second run starts (states: fit running, eval running, done, then the next run's): the first is
+    # done, the others not begun
+    killed = run_killed("vdatrain.sweep:SweepRun.set_state", 4, *args, program="vdatrain")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     status = invoke("sweep", "--status", "--out", out)
     assert status.exit_code == 0, status.output
@@ -148,3 +149,48 @@ def test_a_run_whose_process_is_gone_shows_as_interrupted_and_restarts(recipes, 
     result = invoke("sweep", recipes[0], "--seeds", "4", "--out", out)
     assert result.exit_code == 0, result.output
     assert [r["state"] for r in status(out)] == ["done"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line holds `text` (the children a stopped sweep must not leave behind)."""
+    from pathlib import Path
+
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_stopped_sweep_stops_its_children_marks_the_run_and_the_relaunch_resumes_it(recipes, tmp_path):
+    """kill -INT of `vdatrain sweep` while its fit trains: the fit's process group is ended (no process of the run
+    is left), the run shows as interrupted, a second sweep on the same folder meanwhile is refused naming the
+    first, and the relaunch says from which iteration it resumes."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "vdatrain", "sweep", str(recipes[0]), "--out", str(out),
+            "--set", "train.iters=100", "--set", "train.checkpoint_every=5"]
+    sweep = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = out / "sweep-a/seed1/log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.is_file() and '"checkpoint"' in log.read_text()):
+        time.sleep(0.2)
+    assert log.is_file(), "the fit never checkpointed"
+    busy = invoke("sweep", recipes[0], "--out", out)
+    assert busy.exit_code == 1 and f"process {sweep.pid}" in busy.output and "in use" in busy.output
+    sweep.send_signal(signal.SIGINT)
+    output, _ = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, output
+    assert "stopped; its runs are marked interrupted" in output
+    assert _processes_mentioning(str(out / "sweep-a")) == []  # the fit child is gone
+    status = invoke("sweep", "--status", "--out", out)
+    assert "| sweep-a/seed1 | interrupted |" in status.output
+    again = invoke("sweep", recipes[0], "--out", out, "--set", "train.iters=100", "--set", "train.checkpoint_every=5")
+    assert again.exit_code == 0 and "sweep-a/seed1: resumed from iteration" in again.output

@@ -11,6 +11,10 @@ from vdatrain.cli.group import cli
 from vdatrain.sweep import LAUNCHERS
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _seeds(ctx, param, value):
     if value is None:
         return None
@@ -74,22 +78,35 @@ def sweep(recipes, out, seeds, overrides, launcher, gpus_per_run, show_status, p
         sys.exit(1 if any(r["state"] == "failed" for r in rows) else 0)
     if not recipes:
         raise click.UsageError("give at least one recipe (a file, a shipped name or a glob)")
+    import signal
+
+    from vdatrain.lock import FolderLock
+
     runs = sw.plan(list(recipes), seeds, list(overrides), out, gpus_per_run)
-    sw.save(out, runs, launcher)
 
     def say(line):
         click.echo(f"[{__import__('time').strftime('%H:%M:%S')}] {line}", err=True)
 
-    say(f"sweep {out}: {len(runs)} runs ({launcher})")
-    if launcher == "local":
-        results = sw.run_local(runs, gpus_per_run, say)
-        failed = [n for n, rc in results.items() if rc]
-    else:
-        from vdatrain.slurm import SlurmOptions, submit
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # kill -TERM stops the children as Ctrl-C does
+    try:
+        with FolderLock(out, "sweep folder"):
+            sw.save(out, runs, launcher)
+            say(f"sweep {out}: {len(runs)} runs ({launcher})")
+            if launcher == "local":
+                try:
+                    results = sw.run_local(runs, gpus_per_run, say)
+                except KeyboardInterrupt:
+                    say(f"sweep {out}: stopped; its runs are marked interrupted (the same command resumes them)")
+                    sys.exit(130)
+                failed = [n for n, rc in results.items() if rc]
+            else:
+                from vdatrain.slurm import SlurmOptions, submit
 
-        options = SlurmOptions(partition, time_min, account, qos, cpus_per_run, mem_gb, slurm_extra)
-        submit(runs, out, options, gpus_per_run, "slurm" if launcher == "slurm" else "local", say)
-        failed = [r.name for r in runs if r.state()["state"] == "failed"]
+                options = SlurmOptions(partition, time_min, account, qos, cpus_per_run, mem_gb, slurm_extra)
+                submit(runs, out, options, gpus_per_run, "slurm" if launcher == "slurm" else "local", say)
+                failed = [r.name for r in runs if r.state()["state"] == "failed"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if failed:
         say(f"{len(failed)} runs failed: {', '.join(failed)} (vdatrain sweep --status --out {out})")
         sys.exit(1)
@@ -98,14 +115,16 @@ def sweep(recipes, out, seeds, overrides, launcher, gpus_per_run, show_status, p
 @cli.command("report")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=str))
 @click.option("--out", default=None, type=click.Path(file_okay=False, path_type=str),
-              help="Also write table.md, table.csv and miou.png (grouped bar chart) to this folder.")
+              help="Also write to this folder: table.md, table.csv, miou.png (mIoU per method and shift, from zero, "
+                   "seed spread as error bars), per_class.png (IoU per class) and curves.png (training curves).")
 def report_cmd(folders, out):
     """Gather finished evaluations into the paper's table layout: methods (the recipes' `label`) as rows,
     domain shifts as columns, then PL-PredConsis-mIoU per frame distance.
 
     FOLDERS are evaluation folders written by `vdatrain eval --out`, run folders holding eval/, or sweep
-    folders (`vdatrain sweep --out`: their finished runs). Runs of one label on one shift (seeds) are shown
-    as mean ± std (n).
+    folders (`vdatrain sweep --out`: their finished runs). Runs whose recipes differ in the seed alone are
+    shown as mean ± std (n, seeds); runs that differ in anything else get rows of their own, named by the
+    difference; the same evaluation given twice counts once.
     """
     from pathlib import Path
 

@@ -3,6 +3,7 @@ quick."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -57,8 +58,12 @@ def fit(recipe, overrides, run_dir, allow_schedule_change):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="With --show: apply these overrides too (validated like `fit` would).")
 @click.option("--pieces", is_flag=True, help="List the shipped pieces recipes compose (base: shift/..., arch/...).")
-def recipes(show, overrides, pieces):
-    """List the shipped recipes (use a name wherever a RECIPE file is expected)."""
+@click.argument("patterns", nargs=-1)
+def recipes(show, overrides, pieces, patterns):
+    """List the shipped recipes (use a name wherever a RECIPE file is expected); PATTERNS filter them by name,
+    e.g. `vdatrain recipes 'dlv2-hrda-*-viper-cs'` (globs, as `vdatrain sweep` reads them)."""
+    from fnmatch import fnmatchcase
+
     import yaml
 
     from vdatrain.recipe import load_recipe, merged_recipe_data, shipped_pieces, shipped_recipes
@@ -76,7 +81,10 @@ def recipes(show, overrides, pieces):
             first = path.read_text().splitlines()[0].lstrip("# ")
             click.echo(f"{name:<24} {first}")
         return
-    for name in shipped_recipes():
+    names = [n for n in shipped_recipes() if not patterns or any(fnmatchcase(n, p) for p in patterns)]
+    if not names:
+        raise click.BadParameter(f"no shipped recipe matches {' '.join(patterns)}", param_hint="PATTERNS")
+    for name in names:
         click.echo(f"{name:<28} {merged_recipe_data(name).get('description', '')}")
 
 
@@ -124,8 +132,15 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")
     datasets = [StoreReader(s).attrs["dataset"] for s in (r.source.store, r.eval.store)]
+    from dataclasses import asdict
+
+    from vdatrain.report import run_config
+
+    trained = Path(ckpt).parent / "recipe.json"  # what the checkpoint was trained with, when it is a run's
+    config = json.loads(trained.read_text()) if trained.is_file() else asdict(r)
     run = {"recipe": r.name, "label": r.label or r.name, "shift": " -> ".join(datasets),
-           "protocol": r.eval.protocol, "checkpoint": ckpt, "branch": branch}
+           "protocol": r.eval.protocol, "checkpoint": str(Path(ckpt).resolve()), "branch": branch,
+           "seed": config.get("train", {}).get("seed"), "config": run_config(config)}
     refine = r.adapt.refine if r.adapt else None
     extra = (RefinementPictures(out / "pictures", pictures, refine),) if refine and pictures else ()
     d = distributed.setup(r.train.dist_timeout_min)  # under torchrun: each process evaluates its share
