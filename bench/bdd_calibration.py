@@ -1,7 +1,7 @@
 """Calibrate BDDVid matching: scores and contrast of true matches, other-scene videos, re-encoded videos and
 videos cut before the true frame, on a replica written by `flowprep synth`.
 
-    python bench/bdd_calibration.py --raw demo-data/raw [--workdir bench-data/bdd-calibration]
+    python bench/bdd_calibration.py --raw ~/vdatrain-data/demo/raw [--workdir bench-data/bdd-calibration]
 
 For every BDD10k image of an "ok" id: its own video (true), every other ok id's video (other scene), its video
 re-encoded at crf 28 (re-encoded), and its video cut 6 frames before the true frame (cut). Prints, per case,

@@ -14,7 +14,7 @@ JPEG of frame 307 + delta for each, then measures side by side in one run:
 - sequential (PyAV, no conversion before the window): a stronger baseline, for honesty;
 
 and whole-pipeline throughput (`build-bddvid` planning + matching + store writes) with 1
-and 2 worker processes. Goal (issue 4): seek >= 5x faster than the reference's method.
+and 2 worker processes. Goal: seek >= 5x faster than the reference's method.
 """
 
 from __future__ import annotations

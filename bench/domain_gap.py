@@ -1,6 +1,6 @@
 """Is the synthetic domain gap real? Source-only vs target-trained on the demo replicas.
 
-    python bench/domain_gap.py [--raw demo-data/raw] [--iters 400] [--seeds 0,1,2]
+    python bench/domain_gap.py [--raw ~/vdatrain-data/demo/raw] [--iters 400] [--seeds 0,1,2]
 
 Trains the same small fully-convolutional net (plain cross-entropy, random
 crops and flips, no adaptation) on each training set and scores mIoU on the
@@ -27,6 +27,7 @@ from flowprep.labels import read_train_ids
 from flowprep.manifest import load_classes, load_manifest
 from flowprep.synth.generate import generate
 from flowprep.synth.preview import sample_paths
+from vdatrain.recipe.load import data_home
 
 SIZE = (128, 224)  # every image is resized to this (H, W) so domains share one geometry
 
@@ -98,7 +99,8 @@ def miou(model, x, y, classes) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--raw", type=Path, default=Path("demo-data/raw"), help="output of `flowprep synth --scale demo`")
+    ap.add_argument("--raw", type=Path, default=data_home() / "demo" / "raw",
+                    help="output of `flowprep synth --scale demo` (default: where `make demo` writes it)")
     ap.add_argument("--iters", type=int, default=400)
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args()

@@ -127,7 +127,7 @@ log "crops on the device"
     echo
     $PY - "$OUT" "$DDP_NOTE" <<'EOF'
 import json, pathlib, sys
-from vdatrain.check import table
+from vdatrain.check_table import table
 out, note = pathlib.Path(sys.argv[1]), sys.argv[2]
 reports = []
 for path in sorted(out.glob("check-*.json")):

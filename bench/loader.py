@@ -9,7 +9,7 @@ windows each method delivers per second, warm cache. Every method ends with a
 contiguous array of the window in memory (what a data loader needs).
 memcpy bandwidth is measured in the same run to put the memmap figure in scale.
 
-Goals (issue 2): memmap >= 20x JPEG decoding, and >= 40% of memcpy bandwidth.
+Goals: memmap >= 20x JPEG decoding, and >= 40% of memcpy bandwidth.
 """
 
 from __future__ import annotations

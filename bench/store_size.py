@@ -12,7 +12,7 @@ ingested with the default codecs, DIS flows). For each store:
 - CPU milliseconds per sample to decode each codec (a compressed chunk is decoded whole, once per sample,
   then cropped; a raw one is a memory-mapped 1024x1024 window copied out), with the ratio to the raw read.
 
-Goals (issue 17): by default labels and masks cost next to nothing (VIPER <= 470 GB); with the flow codec
+Goals: by default labels and masks cost next to nothing (VIPER <= 470 GB); with the flow codec
 everything but the frames is <= 40% of the frames' bytes (VIPER <= 360 GB) at <= 3 ms extra CPU per sample.
 Caveat: the replicas are rendered, not filmed; real labels and flows compress somewhat less.
 """

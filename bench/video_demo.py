@@ -7,7 +7,7 @@ and t-1 -> t-2 with their occlusion masks) are imported as KITTI PNGs with `flow
 Every variant starts from the demo's source-only weights with the same seed; finished runs are
 skipped, so an interrupted call continues.
 
-    python bench/video_demo.py [--demo demo-data] [--only NAME,...]
+    python bench/video_demo.py [--demo ~/vdatrain-data/demo] [--only NAME,...]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from flowprep.flow.formats import write_kitti
+from vdatrain.recipe.load import data_home
 
 BIN = Path(sys.executable).parent
 STORES = ("viper_train", "cityscapes-seq_train", "cityscapes-seq_val")
@@ -63,7 +64,8 @@ def exact_stores(demo: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--demo", type=Path, default=Path("demo-data"))
+    ap.add_argument("--demo", type=Path, default=data_home() / "demo",
+                    help="the folder `make demo` wrote (default: the data home's demo/)")
     ap.add_argument("--only", default="", help="comma-separated run names (default: all)")
     args = ap.parse_args()
     demo, runs_dir = args.demo, args.demo / "runs"

@@ -20,22 +20,24 @@ from flowprep.viz import colourise
 DROPPED = np.array([255, 0, 255], np.uint8)  # magenta: pixels a refinement leaves out
 
 
-def error_map(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """(H, W, 3): correct white, wrong red, unlabelled black."""
+def error_map(pred: np.ndarray, label: np.ndarray, scored: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3): correct white, wrong red, pixels not scored (unlabelled, or `scored` False) black."""
+    scored = label != IGNORE if scored is None else scored
     out = np.zeros((*label.shape, 3), np.uint8)
-    out[(label != IGNORE) & (pred == label)] = 255
-    out[(label != IGNORE) & (pred != label)] = (220, 30, 30)
+    out[scored & (pred == label)] = 255
+    out[scored & (pred != label)] = (220, 30, 30)
     return out
 
 
 def prediction_figure(rgb: np.ndarray, pred: np.ndarray, label: np.ndarray, title: str,
                       evaluated: list[int] | None = None):
-    """Four panels and a legend; `pred`, `label` (H, W) trainIds. The pixel accuracy counts the pixels labelled
-    with an `evaluated` class (default: any labelled pixel), as the standard protocol does."""
+    """Four panels and a legend; `pred`, `label` (H, W) trainIds. The error map and the pixel accuracy count the
+    pixels labelled with an `evaluated` class (default: any labelled pixel), as the standard protocol does."""
     labelled = label != IGNORE if evaluated is None else np.isin(label, evaluated)
     acc = 100 * float((pred == label)[labelled].mean()) if labelled.any() else float("nan")
     fig, _ = image_panels([("image", rgb), ("prediction", colourise(pred)), ("ground truth", colourise(label)),
-                           (f"errors: red wrong, white right ({acc:.1f}% pixel accuracy)", error_map(pred, label))],
+                           (f"errors: red wrong, white right, black not scored\n{acc:.1f}% pixel accuracy",
+                            error_map(pred, label, labelled))],
                           extra_height=0.6)
     fig.suptitle(title, fontsize=10)
     class_legend(fig, [pred, label])

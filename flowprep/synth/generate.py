@@ -2,8 +2,8 @@
 
 Scales: `tiny` (tests, seconds), `demo` (training demo, under a minute on 2 cores) and `full`
 (the real datasets' resolutions, a handful of samples each, for checking paper recipes at their
-true geometry: `vdatrain check`, `make paper-check`; about 5 minutes on 2 cores, most of it the two
-BDD100K videos of 330 frames at 1280x720). Everything is a function of (scale, seed): the same
+true geometry: `vdatrain check`, `make paper-check`; a few minutes on 2 cores, most of it the
+Cityscapes-Seq frames at 2048x1024 and the moving end of the two BDD100K videos). Everything is a function of (scale, seed): the same
 arguments give the same files.
 """
 

@@ -194,3 +194,13 @@ def test_a_stopped_sweep_stops_its_children_marks_the_run_and_the_relaunch_resum
     assert "| sweep-a/seed1 | interrupted |" in status.output
     again = invoke("sweep", recipes[0], "--out", out, "--set", "train.iters=100", "--set", "train.checkpoint_every=5")
     assert again.exit_code == 0 and "sweep-a/seed1: resumed from iteration" in again.output
+
+
+def test_a_sweep_folder_in_use_is_refused_naming_its_holder(recipes, tmp_path):
+    from vdatrain.lock import FolderLock
+
+    out = tmp_path / "sweep"
+    with FolderLock(out, "sweep folder"):  # another `vdatrain sweep` working in it
+        result = invoke("sweep", recipes[0], "--out", out)
+    assert result.exit_code == 1 and "this sweep folder is in use by process" in result.output, result.output
+    assert not (out / "sweep-a").exists()  # nothing started

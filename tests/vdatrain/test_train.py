@@ -169,6 +169,11 @@ def test_eval_pictures_show_image_prediction_truth_and_errors_with_a_legend(reci
     errors = error_map(np.array([[1, 2, 3]]), np.array([[1, 5, 255]]))
     assert errors[0, 0].tolist() == [255, 255, 255] and errors[0, 1].tolist() == [220, 30, 30]
     assert errors[0, 2].tolist() == [0, 0, 0]
+    # a class the shift does not evaluate (5: pole, absent from VIPER) is not scored: black, out of the accuracy
+    fig = prediction_figure(np.zeros((1, 3, 3), np.uint8), np.array([[1, 2, 3]]), np.array([[1, 5, 3]]), sid,
+                            evaluated=[1, 3])
+    assert "100.0% pixel accuracy" in fig.axes[3].get_title()
+    assert error_map(np.array([[1, 2]]), np.array([[1, 5]]), np.array([[True, False]]))[0, 1].tolist() == [0, 0, 0]
 
 
 def test_the_train_step_benchmark_prints_its_table():

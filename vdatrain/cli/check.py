@@ -56,6 +56,7 @@ def check(recipes, iters, overrides, narrow, families, cover, jobs, threads, mem
     from pathlib import Path
 
     from vdatrain import check as chk
+    from vdatrain import check_table
     from vdatrain.recipe import RecipeError, load_recipe
     from vdatrain.recipe.families import select
 
@@ -84,8 +85,8 @@ def check(recipes, iters, overrides, narrow, families, cover, jobs, threads, mem
                                  lambda line: click.echo(f"{__import__('time').strftime('%Y-%m-%d %H:%M:%S')} {line}",
                                                          err=True))
     for rep in reports:
-        click.echo(chk.details(rep), nl=False)
-    text = chk.table(reports)
+        click.echo(check_table.details(rep), nl=False)
+    text = check_table.table(reports)
     click.echo(text, nl=False)
     if table_out:
         Path(table_out).write_text(text)

@@ -93,8 +93,10 @@ def sweep(recipes, out, seeds, overrides, launcher, gpus_per_run, show_status, p
             sw.save(out, runs, launcher)
             say(f"sweep {out}: {len(runs)} runs ({launcher})")
             if launcher == "local":
+                from vdatrain.local import run_local
+
                 try:
-                    results = sw.run_local(runs, gpus_per_run, say)
+                    results = run_local(runs, gpus_per_run, say)
                 except KeyboardInterrupt:
                     say(f"sweep {out}: stopped; its runs are marked interrupted (the same command resumes them)")
                     sys.exit(130)

@@ -5,7 +5,7 @@ whose label is not ignore (255). Per-class IoU = TP / (TP + FP + FN) summed over
 the whole evaluation set (not averaged per image); mean over the evaluated
 classes, skipping classes absent from both labels and predictions (NaN).
 
-Protocols (`../shared/REFERENCE.md` section 2):
+Protocols (docs/fidelity.md, evaluation):
 - "standard": pixels whose label is a non-evaluated class are excluded; a pixel of
   an evaluated class predicted as a non-evaluated class is still an error (FN).
 - "unifiedvideoda": the reference code base's, with which the paper's numbers were
