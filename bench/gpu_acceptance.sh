@@ -12,10 +12,15 @@
 #    DeepLabV2-R101 HRDA+MIC (dlv2-hrda-mic-viper-cs): default (TF32 and cuDNN's search on, fp32), TF32 off,
 #    cuDNN's search off, channels-last, bf16, bf16 + channels-last, the teacher's per-window statistics;
 #    MiT-B5 HRDA+MIC (segformer-hrda-mic-viper-cs): default, TF32 off, bf16, bf16 + activation checkpointing.
-#    ImageNet weights from --weights DIR (resnet101_v1c.pth, mit_b5.pth), or random.
+#    DINOv3 ViT-L/16 HRDA+MIC (dinov3l-hrda-mic-viper-cs): default, bf16, bf16 + activation checkpointing.
+#    ImageNet weights from --weights DIR (resnet101_v1c.pth, mit_b5.pth, dinov3_vitl16_pretrain_lvd1689m.pth),
+#    or random.
 # 4. DDP: the DeepLabV2 check through `torchrun --nproc-per-node 2` when two GPUs are visible (SyncBatchNorm, one
 #    gradient all-reduce per iteration, the teacher on the global batch); with one GPU this is said, not run.
 # 5. The loader's crops made on the GPU (bench/pipeline.py --device cuda).
+# 6. Backbones side by side (bench/backbones.py): DeepLabV2-R101, MiT-B5, DINOv3 ViT-L/16 with HRDA and
+#    ViT-L/16 single-scale at 2048x1024: parameters, FLOPs, s/image; one training step at 1024 crops, fp32 and
+#    bf16, activation checkpointing off and on: s/step, peak GiB.
 #
 # --cpu-smoke: the same steps on the CPU at tiny sizes (tiny replicas, the narrow check networks at crop 64,
 # FlowFormer at 76x112, 1 iteration; DDP with 2 gloo processes), so the script cannot rot before a GPU is lent
@@ -44,7 +49,7 @@ log() { echo "$(date '+%Y-%m-%d %H:%M:%S') $*" >&2; }
 
 if [ $SMOKE = 1 ]; then
     SCALE=tiny ITERS=1
-    DLV2_MODES=default,bf16 SEGFORMER_MODES=default
+    DLV2_MODES=default,bf16 SEGFORMER_MODES=default DINOV3_MODES=default
     SIZE=(--narrow --set source.crop=[64,64] --set target.crop=[64,64] --set model.hrda.detail_crop=[32,32]
           --set model.hrda.detail_stride=[16,16] --set eval.window=[64,64] --set eval.stride=[32,32]
           --set adapt.mic.block=8 --set train.workers=0)
@@ -53,6 +58,7 @@ else
     SCALE=full ITERS=8
     DLV2_MODES=default,tf32-off,cudnn-search-off,channels-last,bf16,bf16+channels-last,teacher-per-window
     SEGFORMER_MODES=default,tf32-off,bf16,bf16+ckpt
+    DINOV3_MODES=default,bf16,bf16+ckpt
     SIZE=()
     JOBS=(--jobs 1)
 fi
@@ -97,6 +103,11 @@ log "vdatrain check segformer-hrda-mic-viper-cs: $SEGFORMER_MODES"
 $PY -m vdatrain check segformer-hrda-mic-viper-cs "${CHECK[@]}" "${JOBS[@]}" $(weights mit_b5.pth) \
     --modes "$SEGFORMER_MODES" --json "$OUT/check-segformer.json" >"$OUT/check-segformer.log" 2>&1 || true
 
+log "vdatrain check dinov3l-hrda-mic-viper-cs: $DINOV3_MODES"
+# shellcheck disable=SC2046
+$PY -m vdatrain check dinov3l-hrda-mic-viper-cs "${CHECK[@]}" "${JOBS[@]}" $(weights dinov3_vitl16_pretrain_lvd1689m.pth) \
+    --modes "$DINOV3_MODES" --json "$OUT/check-dinov3.json" >"$OUT/check-dinov3.log" 2>&1 || true
+
 GPUS=$($PY -c 'import torch; print(torch.cuda.device_count())')
 DDP_NOTE=""
 if [ "$GPUS" -ge 2 ] || [ $SMOKE = 1 ]; then  # the smoke runs 2 gloo processes on the CPU
@@ -120,6 +131,18 @@ log "crops on the device"
         $PY bench/pipeline.py --batches 6 --workers 0,2 --workdir "$OUT/pipeline"
     fi
 } >>"$REPORT" 2>"$OUT/pipeline.log" || echo "pipeline bench failed: see pipeline.log" >>"$REPORT"
+
+log "backbones side by side"
+{
+    echo
+    echo "## Backbones at the paper's evaluation geometry"
+    echo
+    if [ $SMOKE = 1 ]; then
+        $PY bench/backbones.py --models vitl --no-time
+    else
+        $PY bench/backbones.py --images 3 --train
+    fi
+} >>"$REPORT" 2>"$OUT/backbones.log" || echo "backbones bench failed: see backbones.log" >>"$REPORT"
 
 {
     echo

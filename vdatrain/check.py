@@ -105,13 +105,19 @@ def check_recipe_for(recipe: Recipe, iters: int, narrow: bool = False) -> tuple[
     if r.train.workers > cpus:  # more loader processes than CPUs only contend (torch warns about it)
         changes.append(f"train.workers: {r.train.workers} -> {cpus} (the CPUs this process may use)")
         r.train.workers = cpus
-    if narrow:
+    if narrow and r.model.backbone is not None:  # a timm family: the same architecture, narrow
+        narrowed = r.model.backbone.narrow()
+        changes.append(f"model.backbone: {r.model.backbone.timm} -> depth {narrowed.depth}, width "
+                       f"{narrowed.embed_dim} (narrow check network)")
+        r.model.backbone = narrowed
+    if narrow and check_model(r.model.name) != r.model.name:
         narrow_name = check_model(r.model.name)
         if narrow_name is None:
             raise RecipeError(f"model.name: {r.model.name!r} has no narrow check model (registered: "
                               f"{', '.join(n for n in MODELS if n.endswith('_check'))})")
         changes.append(f"model.name: {r.model.name} -> {narrow_name} (narrow check network)")
         r.model.name = narrow_name
+    if narrow:
         for key in ("pretrained", "init"):
             if getattr(r.model, key):
                 changes.append(f"model.{key}: {getattr(r.model, key)} -> none (random initialisation)")
@@ -176,7 +182,7 @@ def run_check(recipe: Recipe, iters: int = 2, narrow: bool = False, val_images: 
                            "detail": list(r.model.hrda.detail_crop), "detail_stride": list(r.model.hrda.detail_stride)}
 
         out["step"] = "evaluate"
-        model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel)
+        model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel, backbone=r.model.backbone)
         out["parameters"] = sum(p.numel() for p in model.parameters())
         load_checkpoint_weights(model, run_dir / CHECKPOINT)
         with PeakMemory(device) as mem:

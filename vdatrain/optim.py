@@ -72,22 +72,35 @@ def _no_decay(model: nn.Module, rule: str) -> set[int]:
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float,
-                 norm_weight_decay: str = "by_name") -> list[dict]:
+                 norm_weight_decay: str = "by_name", layer_decay: float = 1.0) -> list[dict]:
     """Up to four groups: (backbone lr | head lr) x (decayed | no decay), named "backbone", "backbone-norm",
     "head", "head-norm"; the model's `backbone_rate` modules (the ACCEL fusion in the reference) join
-    the backbone's rate.
+    the backbone's rate. The backbone's declared `no_weight_decay()` parameters (a ViT's position embedding
+    and tokens) join the no-decay groups whatever the norm rule.
+    With `layer_decay` < 1 the backbone's groups split by depth (`Backbone.layer_id`): layer l of L takes
+    lr * layer_decay ** (L - l), in groups named "backbone.l<l>" and "backbone.l<l>-norm".
     Empty groups are dropped."""
+    backbone = model.backbone
     no_decay = _no_decay(model, norm_weight_decay)
-    base = {id(p) for m in (model.backbone, *getattr(model, "backbone_rate", ())) for p in m.parameters()}
-    groups: dict[tuple[bool, bool], list] = {}
+    no_decay |= {id(p) for name, p in backbone.named_parameters() if name in backbone.no_weight_decay()}
+    depth = {id(p): backbone.layer_id(name) for name, p in backbone.named_parameters()} if layer_decay < 1 else {}
+    base = {id(p) for m in (backbone, *getattr(model, "backbone_rate", ())) for p in m.parameters()}
+    layers = backbone.num_layers
+    groups: dict[tuple, list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            groups.setdefault((id(p) in base, id(p) in no_decay), []).append(p)
+            at_base = id(p) in base
+            layer = depth.get(id(p), layers) if at_base and depth else None
+            groups.setdefault((at_base, layer, id(p) in no_decay), []).append(p)
     out = []
-    for (at_base, is_norm), params in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
-        out.append({"params": params, "lr": lr if at_base else lr * head_lr_mult,
-                    "weight_decay": 0.0 if is_norm else weight_decay,
-                    "name": f"{'backbone' if at_base else 'head'}{'-norm' if is_norm else ''}"})
+    order = sorted(groups.items(), key=lambda kv: (not kv[0][0], -1 if kv[0][1] is None else kv[0][1], kv[0][2]))
+    for (at_base, layer, is_norm), params in order:
+        rate = lr if at_base else lr * head_lr_mult
+        name = "backbone" if at_base else "head"
+        if layer is not None:
+            rate, name = rate * layer_decay ** (layers - layer), f"backbone.l{layer}"
+        out.append({"params": params, "lr": rate, "weight_decay": 0.0 if is_norm else weight_decay,
+                    "name": f"{name}{'-norm' if is_norm else ''}"})
     return out
 
 
@@ -100,8 +113,8 @@ def lr_at(it: int, base: float, total_iters: int, warmup_iters: int, warmup_rati
 
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float, betas,
-                    norm_weight_decay: str = "by_name") -> torch.optim.AdamW:
-    groups = param_groups(model, lr, weight_decay, head_lr_mult, norm_weight_decay)
+                    norm_weight_decay: str = "by_name", layer_decay: float = 1.0) -> torch.optim.AdamW:
+    groups = param_groups(model, lr, weight_decay, head_lr_mult, norm_weight_decay, layer_decay)
     for g in groups:
         g["base_lr"] = g["lr"]
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay)

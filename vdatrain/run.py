@@ -64,7 +64,7 @@ def build_model_with_weights(recipe: Recipe) -> torch.nn.Module:
     """The recipe's model with its pretrained backbone and its `model.init` weights, on the CPU."""
     torch.manual_seed(recipe.train.seed)  # the same initial weights in every process
     m = recipe.model
-    model = build_model(m.name, m.num_classes, m.hrda, m.accel, m.checkpointing)
+    model = build_model(m.name, m.num_classes, m.hrda, m.accel, m.checkpointing, m.backbone)
     if m.pretrained:
         load_backbone(model.backbone, m.pretrained)
     if m.init:  # e.g. a source-only run
@@ -84,7 +84,8 @@ def build_run(recipe: Recipe, run_dir: Path, d: distributed.Dist, run_info: dict
     net = distributed.wrap(model, d)
     model = distributed.unwrap(net)  # SyncBatchNorm conversion makes a new module tree
     method = build_method(recipe, model, d)
-    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay)
+    optimizer = build_optimizer(model, o.lr, o.weight_decay, o.head_lr_mult, o.betas, o.norm_weight_decay,
+                                o.layer_decay)
     start = 0
     if (run_dir / CHECKPOINT).exists():
         start = load_checkpoint(run_dir / CHECKPOINT, recipe, model, optimizer, method, allow_schedule_change)

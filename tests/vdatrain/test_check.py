@@ -6,7 +6,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from vdatrain.recipe.families import cover_items, parts_of, select, shift_of
+from vdatrain.recipe.families import architecture, cover_items, parts_of, select, shift_of
 from vdatrain.cli import cli
 from vdatrain.recipe import load_recipe, shipped_recipes
 
@@ -93,12 +93,12 @@ def test_families_cover_every_combination_of_parts_per_architecture_and_every_sh
     names = select([], families=True)
     recipes = [load_recipe(n) for n in names]
     paper = [load_recipe(n) for n in shipped_recipes() if not n.startswith("demo")]
-    assert {(r.model.name, parts_of(r)) for r in recipes} == {(r.model.name, parts_of(r)) for r in paper}
-    families = {(r.model.name, parts_of(r)) for r in paper}
-    assert len(families) <= len(names) <= len(families) + 4  # one each, and a few for geometries left over
-    for arch in {r.model.name for r in paper}:
-        assert {shift_of(r) for r in recipes if r.model.name == arch} == {shift_of(r) for r in paper
-                                                                          if r.model.name == arch}
+    assert {(architecture(r), parts_of(r)) for r in recipes} == {(architecture(r), parts_of(r)) for r in paper}
+    families = {(architecture(r), parts_of(r)) for r in paper}
+    assert len(families) <= len(names) <= len(families) + 6  # one each, and a few for geometries left over
+    for arch in {architecture(r) for r in paper}:
+        assert {shift_of(r) for r in recipes if architecture(r) == arch} == {shift_of(r) for r in paper
+                                                                            if architecture(r) == arch}
     assert not any(n.startswith("demo") for n in names)
     assert {"source", "hrda", "mix:classmix", "rcs", "fd", "mic"} <= set(parts_of(load_recipe("dlv2-hrda-mic-viper-cs")))
     assert select(["dlv2-hrda-mom-*"]) == [f"dlv2-hrda-mom-{s}" for s in ("synthia-bdd", "synthia-cs", "viper-bdd",
@@ -110,12 +110,14 @@ def test_the_cover_checks_every_part_and_geometry_of_every_architecture_with_a_f
     paper = [load_recipe(n) for n in shipped_recipes() if not n.startswith("demo")]
     chosen = [load_recipe(n) for n in names]
     assert set().union(*map(cover_items, chosen)) == set().union(*map(cover_items, paper))
-    for arch in {r.model.name for r in paper}:  # every part, every geometry
-        assert {p for r in chosen if r.model.name == arch for p in parts_of(r)} >= {
-            p for r in paper if r.model.name == arch for p in parts_of(r) if not p.startswith("refine:")}
-        assert {shift_of(r) for r in chosen if r.model.name == arch} == {shift_of(r) for r in paper
-                                                                          if r.model.name == arch}
-    assert len(names) == len(set(names)) and len(names) < len(select([], families=True)) / 3
+    assert {architecture(r) for r in paper} >= {"deeplabv2_r101", "daformer_mitb5",
+                                                "daformer_timm:vit_large_patch16_dinov3"}
+    for arch in {architecture(r) for r in paper}:  # every part, every geometry
+        assert {p for r in chosen if architecture(r) == arch for p in parts_of(r)} >= {
+            p for r in paper if architecture(r) == arch for p in parts_of(r) if not p.startswith("refine:")}
+        assert {shift_of(r) for r in chosen if architecture(r) == arch} == {shift_of(r) for r in paper
+                                                                            if architecture(r) == arch}
+    assert len(names) == len(set(names)) and 3 * len(names) <= len(select([], families=True))
     assert select(["dlv2-source-viper-cs"], cover=True)[0] == "dlv2-source-viper-cs"  # named ones first
 
 

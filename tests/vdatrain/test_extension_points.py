@@ -12,27 +12,40 @@ from click.testing import CliRunner
 from vdatrain.adapt.refine import REFINEMENTS, refine
 from vdatrain.cli import cli
 from vdatrain.models import MODELS, SegOutput
+from vdatrain.models.backbone import Backbone, Level
 from vdatrain.models.contract import Segmenter
 from vdatrain.models.deeplabv2 import DLV2Head
 from vdatrain.recipe import RecipeError, load_recipe
 
 
-class TinyNet(Segmenter):
-    """A toy backbone family: two strided convolutions (stride 4) and a 1x1 head."""
+class TinyBackbone(Backbone):
+    """A toy backbone: two strided convolutions, one level of 16 channels at stride 4 (its declaration)."""
 
-    def __init__(self, num_classes: int = 19, checkpointing: bool = False):
+    levels = (Level(16, 4),)
+
+    def __init__(self):
         super().__init__()
-        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
-        self.backbone.out_channels = 16
-        self.head = nn.Conv2d(16, num_classes, 1)
-        self.output_stride, self.num_classes = 4, num_classes
+        self.convs = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+
+    def forward(self, x):
+        return [self.convs(x)]
+
+
+class TinyNet(Segmenter):
+    """A toy model family: the toy backbone and a DeepLabV2 head on its last level."""
+
+    def __init__(self, num_classes: int = 19, checkpointing: bool = False, backbone=None):
+        super().__init__()
+        self.backbone = TinyBackbone()
+        self.head = DLV2Head(self.backbone.channels[-1], num_classes)
+        self.output_stride, self.num_classes = self.backbone.levels[-1].reduction, num_classes
 
     def attention_head(self, num_classes: int) -> nn.Module:  # what HRDA asks of a family
-        return DLV2Head(16, num_classes)
+        return DLV2Head(self.backbone.channels[-1], num_classes)
 
     def forward(self, x, partner=None):
         feats = self.backbone(x)
-        return SegOutput(logits=self.head(feats), features=feats, feature_input=x)
+        return SegOutput(logits=self.head(feats), features=feats[-1], feature_input=x)
 
 
 def keep_where_frame_t_is_confident(c):

@@ -10,12 +10,36 @@ from vdatrain.adapt.mix import MIXES
 from vdatrain.adapt.refine import REFINEMENTS, Candidates
 from vdatrain.models import MODELS, build_model
 from vdatrain.models.weights import WEIGHT_FORMATS, detect_format, load_backbone
+from vdatrain.recipe.schema import BackboneSpec
+
+# models built around a backbone a recipe names: a small one of the family
+TINY_VIT = BackboneSpec(timm="vit_small_patch16_dinov3", embed_dim=32, depth=2, num_heads=2)
+BACKBONES = {"daformer_timm": TINY_VIT, "daformer_timm_check": TINY_VIT}
+
+
+def _build(name, **kw):
+    return build_model(name, backbone=BACKBONES.get(name), **kw)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_backbone_returns_the_levels_it_declares_at_two_input_sizes(name):
+    backbone = _build(name, num_classes=5).backbone
+    assert backbone.levels and all(lv.channels > 0 and lv.reduction > 0 for lv in backbone.levels)
+    for h, w in ((64, 96), (96, 64)):
+        h, w = (math.ceil(v / backbone.size_divisibility) * backbone.size_divisibility for v in (h, w))
+        feats = backbone(torch.randn(1, 3, h, w))
+        assert isinstance(feats, list), name
+        assert [tuple(f.shape[1:]) for f in feats] == [
+            (lv.channels, math.ceil(h / lv.reduction), math.ceil(w / lv.reduction)) for lv in backbone.levels], name
+    params = {n for n, _ in backbone.named_parameters()}
+    assert backbone.no_weight_decay() <= params
+    assert all(0 <= backbone.layer_id(n) <= backbone.num_layers for n in params)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_a_model_returns_logits_at_its_stride_features_and_full_size_predictions(name):
     torch.manual_seed(0)
-    model = build_model(name, num_classes=5)
+    model = _build(name, num_classes=5)
     x = torch.randn(1, 3, 64, 96)
     model.train()
     out = model(x)
@@ -38,7 +62,7 @@ def test_a_model_returns_logits_at_its_stride_features_and_full_size_predictions
 def test_a_models_own_backbone_weights_load_back_through_the_weight_formats(name, tmp_path):
     """What a user saves of a backbone is a weights file the registered formats recognise and load strictly."""
     torch.manual_seed(0)
-    saved, fresh = build_model(name, num_classes=5), build_model(name, num_classes=5)
+    saved, fresh = _build(name, num_classes=5), _build(name, num_classes=5)
     torch.save(saved.backbone.state_dict(), tmp_path / "backbone.pth")
     assert load_backbone(fresh.backbone, tmp_path / "backbone.pth") in WEIGHT_FORMATS
     for key, value in saved.backbone.state_dict().items():

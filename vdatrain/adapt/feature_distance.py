@@ -52,8 +52,7 @@ class FeatureDistance:
     def imagenet_features(self, image: torch.Tensor, amp=nullcontext) -> torch.Tensor:
         """The frozen backbone's last stage for `image`, under `amp` (bf16 recipes: bf16, as the student)."""
         with torch.no_grad(), amp():
-            feats = self.backbone(image)
-        return feats[-1] if isinstance(feats, (list, tuple)) else feats
+            return self.backbone(image)[-1]
 
     def loss(self, features: torch.Tensor, image: torch.Tensor, label: torch.Tensor, amp=nullcontext) -> torch.Tensor:
         """features (B, D, h, w) of the student for `image` (B, 3, H', W'); label (B, H, W) of the crop; `amp`

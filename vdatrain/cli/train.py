@@ -127,7 +127,7 @@ def evaluate_cmd(recipe, ckpt, branch, overrides, out, pictures, temporal):
 
     r = load_recipe(recipe, list(overrides))
     check_paths(r, weights=False)  # the checkpoint holds the weights
-    model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel)
+    model = build_model(r.model.name, r.model.num_classes, r.model.hrda, r.model.accel, backbone=r.model.backbone)
     fmt = load_checkpoint_weights(model, ckpt, branch)
     click.echo(f"{ckpt}: {fmt} weights", err=True)
     out = Path(out or Path(ckpt).parent / "eval")

@@ -7,7 +7,8 @@ conv (all with BatchNorm and ReLU); dropout 0.1 and a 1x1 classifier. HRDA's
 scale-attention head on DAFormer is the same head with a 1x1 fusion
 (`fusion="conv1x1"`). Submodule names follow the released DAFormer/HRDA heads.
 
-    x (B, 3, H, W) normalised RGB -> SegOutput with logits (B, num_classes, ceil(H/4), ceil(W/4))
+    x (B, 3, H, W) normalised RGB -> SegOutput with logits (B, num_classes, ceil(H/r), ceil(W/r)), r the
+    backbone's finest reduction (4 for MiT and for a ViT's simple pyramid)
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vdatrain.models.contract import Partner, SegOutput, Segmenter
+from vdatrain.models.backbone import Backbone
 from vdatrain.models.mit import MixVisionTransformer
 from vdatrain.models.registry import MODELS
+from vdatrain.models.timm_backbone import TimmBackbone
 
 
 class ConvModule(nn.Module):
@@ -97,25 +100,44 @@ class DAFormerHead(nn.Module):
 
 
 class DAFormer(Segmenter):
-    def __init__(self, num_classes: int = 19, variant: str = "mit_b5", drop_path: float = 0.1, embed: int = 256,
-                 checkpointing: bool = False):
+    """Any `Backbone` with the DAFormer head on all its levels; logits at the finest level's reduction."""
+
+    def __init__(self, backbone: Backbone, num_classes: int = 19, embed: int = 256):
         super().__init__()
-        self.backbone = MixVisionTransformer(variant, drop_path, checkpointing)
+        self.backbone = backbone
         self.embed = embed  # the head's channels (HRDA's attention head takes the same)
-        self.head = DAFormerHead(self.backbone.out_channels, num_classes, embed)
-        self.output_stride = 4
+        self.head = DAFormerHead(backbone.channels, num_classes, embed)
+        self.output_stride = backbone.levels[0].reduction
         self.num_classes = num_classes
 
     def attention_head(self, num_classes: int) -> nn.Module:
         """HRDA's scale-attention head for this network: a DAFormer head with a 1x1 fusion."""
-        return DAFormerHead(self.backbone.out_channels, num_classes, self.embed, fusion="conv1x1")
+        return DAFormerHead(self.backbone.channels, num_classes, self.embed, fusion="conv1x1")
 
     def forward(self, x: torch.Tensor, partner: Partner | None = None) -> SegOutput:
         feats = self.backbone(x)
         return SegOutput(logits=self.head(feats), features=feats[-1], feature_input=x)
 
 
-MODELS.register("daformer_mitb5")(partial(DAFormer, variant="mit_b5"))  # the paper's SegFormer MiT-B5 + DAFormer head
-MODELS.register("daformer_mitb0")(partial(DAFormer, variant="mit_b0"))  # CPU demos and tests
+def mit(variant: str, num_classes: int = 19, embed: int = 256, checkpointing: bool = False,
+        backbone=None) -> DAFormer:
+    if backbone is not None:
+        raise ValueError("model.backbone: only the timm family (daformer_timm) takes a backbone spec")
+    return DAFormer(MixVisionTransformer(variant, 0.1, checkpointing), num_classes, embed)
+
+
+def timm_backbone(num_classes: int = 19, checkpointing: bool = False, backbone=None, embed: int = 256) -> DAFormer:
+    """A timm model (`model.backbone`, a `BackboneSpec`) under the DAFormer head."""
+    if backbone is None:
+        raise ValueError("model.backbone: daformer_timm needs one (e.g. {timm: vit_large_patch16_dinov3})")
+    return DAFormer(TimmBackbone(backbone, checkpointing), num_classes, embed)
+
+
+MODELS.register("daformer_mitb5")(partial(mit, "mit_b5"))  # the paper's SegFormer MiT-B5 + DAFormer head
+MODELS.register("daformer_mitb0")(partial(mit, "mit_b0"))  # CPU demos and tests
 # a narrow network of the family for `vdatrain check --narrow` (see deeplabv2_check)
-MODELS.register("daformer_check")(partial(DAFormer, variant="mit_narrow", embed=32))
+MODELS.register("daformer_check")(partial(mit, "mit_narrow", embed=32))
+# any timm model (DINOv2, DINOv3, EVA-02, ConvNeXt, ...) named by model.backbone; its narrow network is the same
+# timm architecture made narrow (`BackboneSpec.narrow`) under a narrow head
+MODELS.register("daformer_timm")(timm_backbone)
+MODELS.register("daformer_timm_check")(partial(timm_backbone, embed=32))

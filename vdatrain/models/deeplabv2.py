@@ -19,7 +19,8 @@ from vdatrain.models.resnet import ResNet
 
 
 class DLV2Head(nn.Module):
-    """(B, C_in, h, w) -> (B, out, h, w): sum of 3x3 convs (with bias) at the given dilations."""
+    """[..., (B, C_in, h, w)] -> (B, out, h, w): sum of 3x3 convs (with bias) at the given dilations on the
+    backbone's last level."""
 
     def __init__(self, in_channels: int, out_channels: int, dilations=(6, 12)):
         super().__init__()
@@ -28,26 +29,28 @@ class DLV2Head(nn.Module):
             nn.init.normal_(conv.weight, 0, 0.01)
             nn.init.zeros_(conv.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sum(conv(x) for conv in self.aspp)
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return sum(conv(feats[-1]) for conv in self.aspp)
 
 
 class DeepLabV2(Segmenter):
     def __init__(self, num_classes: int = 19, depth: int = 101, stem: str = "deep", dilations=(6, 12),
-                 width: int = 64, checkpointing: bool = False):
+                 width: int = 64, checkpointing: bool = False, backbone=None):
         super().__init__()
+        if backbone is not None:
+            raise ValueError("model.backbone: only the timm family (daformer_timm) takes a backbone spec")
         self.backbone = ResNet(depth, stem, width=width, checkpointing=checkpointing)
-        self.head = DLV2Head(self.backbone.out_channels, num_classes, dilations)
-        self.output_stride = 8
+        self.head = DLV2Head(self.backbone.channels[-1], num_classes, dilations)
+        self.output_stride = self.backbone.levels[-1].reduction
         self.num_classes = num_classes
 
     def attention_head(self, num_classes: int) -> nn.Module:
         """HRDA's scale-attention head for this network: a second DeepLabV2 head."""
-        return DLV2Head(self.backbone.out_channels, num_classes)
+        return DLV2Head(self.backbone.channels[-1], num_classes)
 
     def forward(self, x: torch.Tensor, partner: Partner | None = None) -> SegOutput:
         feats = self.backbone(x)
-        return SegOutput(logits=self.head(feats), features=feats, feature_input=x)
+        return SegOutput(logits=self.head(feats), features=feats[-1], feature_input=x)
 
 
 MODELS.register("deeplabv2_r101")(partial(DeepLabV2, depth=101, stem="deep"))  # the paper's (ResNet-101-v1c)

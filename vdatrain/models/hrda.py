@@ -70,15 +70,12 @@ class HRDA(Segmenter):
         self.detail_crop, self.detail_stride = tuple(detail_crop), tuple(detail_stride)
         self.box_grid = box_grid
 
-    def _last(self, feats):
-        return feats[-1] if isinstance(feats, (list, tuple)) else feats
-
     def context(self, x: torch.Tensor):
         """-> (context logits, attention in [0, 1], context features, the context-scaled input); all but the
         last at the context features' stride."""
         small = F.interpolate(x, scale_factor=self.context_scale, mode="bilinear", align_corners=False)
         feats = self.backbone(small)
-        return self.head(feats), torch.sigmoid(self.attention(feats)), self._last(feats), small
+        return self.head(feats), torch.sigmoid(self.attention(feats)), feats[-1], small
 
     def detail(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) full-resolution window -> (B, C, h/s, w/s)."""

@@ -12,12 +12,14 @@ Parameter names follow the released `mit_b5.pth` (`patch_embed{1..4}`,
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vdatrain.models.backbone import Backbone, Level
 from vdatrain.models.recompute import run_stage
 
 HEADS, SR_RATIOS, MLP_RATIO = (1, 2, 5, 8), (8, 4, 2, 1), 4
@@ -117,15 +119,16 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x), h, w))
 
 
-class MixVisionTransformer(nn.Module):
+class MixVisionTransformer(Backbone):
     def __init__(self, variant: str = "mit_b5", drop_path: float = 0.1, checkpointing: bool = False):
         super().__init__()
         if variant not in CONFIGS:
             raise ValueError(f"MiT variant {variant!r}: choose {sorted(CONFIGS)}")
         dims, depths, heads = (CONFIGS[variant][k] for k in ("dims", "depths", "heads"))
         self.checkpointing = checkpointing  # each stage activation-checkpointed in training
-        self.out_channels = list(dims)
-        rates = torch.linspace(0, drop_path, sum(depths)).tolist()
+        self.levels = tuple(Level(d, 4 * 2 ** i) for i, d in enumerate(dims))
+        self.num_layers = 4  # layer-wise decay: stage i (patch_embed{i}, block{i}, norm{i}) is layer i
+        rates = torch.linspace(0, drop_path, sum(depths), device="cpu").tolist()
         start = 0
         for i in range(4):
             setattr(self, f"patch_embed{i + 1}",
@@ -145,6 +148,9 @@ class MixVisionTransformer(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def layer_id(self, name: str) -> int:
+        return int(re.match(r"\D+(\d)", name)[1])
 
     def stage(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Stage i (1..4): (B, C, H, W) -> (B, d_i, ceil(H/s), ceil(W/s))."""

@@ -6,7 +6,8 @@ mmseg's ResNetV1c). BatchNorm is trainable. Attribute names follow mmcv
 (`stem.{0,1,3,4,6,7}`, `layer{1..4}.{i}.conv{1,2,3}`, `bn{1,2,3}`, `downsample.{0,1}`)
 and torchvision (`conv1`, `bn1`), so their checkpoints load key for key.
 
-    x (B, 3, H, W) -> features (B, C, ceil(H/8), ceil(W/8)), C = 2048 (ResNet-50/101) or 512 (ResNet-18)
+    x (B, 3, H, W) -> [features (B, C, ceil(H/8), ceil(W/8))], C = 2048 (ResNet-50/101) or 512 (ResNet-18):
+    one level (`vdatrain.models.backbone`)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from vdatrain.models.backbone import Backbone, Level
 from vdatrain.models.recompute import run_stage
 
 
@@ -61,7 +63,7 @@ class Bottleneck(nn.Module):
 DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 50: (Bottleneck, (3, 4, 6, 3)), 101: (Bottleneck, (3, 4, 23, 3))}
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """Dilated ResNet with output stride 8.
 
     stem: "deep" (v1c: three 3x3 convs 32/32/64, the first with stride 2) or "plain"
@@ -105,15 +107,19 @@ class ResNet(nn.Module):
             inplanes = planes * block.expansion
             blocks += [block(inplanes, planes, 1, dilation) for _ in range(1, n)]
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-        self.out_channels = inplanes
+        self.levels = (Level(inplanes, 8),)
+        self.num_layers = 4  # layer-wise decay: the stem is layer 0, layer1..layer4 are 1..4
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def layer_id(self, name: str) -> int:
+        return int(name[5]) if name.startswith("layer") else 0
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x) if self.stem_type == "deep" else self.relu(self.bn1(self.conv1(x)))
         x = self.maxpool(x)
         for i in range(1, 5):
             stage = getattr(self, f"layer{i}")
             x = run_stage(stage, stage, x, enabled=self.checkpointing)
-        return x
+        return [x]

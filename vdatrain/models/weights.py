@@ -11,6 +11,12 @@ Formats, told apart by their keys (`.pth` read with weights_only, `.safetensors`
   `SegformerFor*` checkpoints): `[segformer.]encoder.patch_embeddings.{i}`, `encoder.block.{i}.{j}`,
   `encoder.layer_norm.{i}`; key and value projections are joined into MiT's `kv`; classifier and decode
   head dropped.
+- timm ViT / EVA files (`.safetensors`, `.pth`) and Meta's original DINOv2 / DINOv3 / EVA-02 releases
+  (`mask_token`, `register_tokens` / `storage_tokens`, `ls1.gamma`, `qkv.bias` with its mask): the timm
+  backbone's `fit_weights` renames them through timm's converter for the architecture and resizes the
+  position and patch embeddings to the model (`vdatrain.models.timm_backbone`);
+- Hugging Face DINOv2 (`Dinov2Model`, with registers) and DINOv3 (`DINOv3ViTModel`) `model.safetensors`: renamed
+  to timm's names, query, key and value joined.
 Wrappers (`state_dict`, `model`) and prefixes (`module.`, `backbone.`) are unwrapped. Each format is a
 `WeightFormat` (how to tell it, how to rename its keys to ours) registered in `WEIGHT_FORMATS`, tried in
 registration order; a new one is one more registration.
@@ -123,6 +129,55 @@ def from_hf_segformer(state: dict) -> dict:
     return out
 
 
+def _hf_vit(state: dict, names: list[tuple[str, str]], qkv: tuple[str, str, str]) -> dict:
+    """Hugging Face ViT names -> timm's: `names` renames by regular expression, the separate query, key and value
+    projections (`qkv`: their three names) are joined into timm's `attn.qkv` (biases into EVA's `q_bias` and
+    `v_bias` where the key has none, as DINOv3's)."""
+    import re
+
+    out, parts = {}, {}
+    for key, v in state.items():
+        if key.endswith("mask_token"):  # pretraining only
+            continue
+        if m := re.fullmatch(r"(?:encoder\.)?layer\.(\d+)\.attention\.(?:attention\.)?(\w+)\.(weight|bias)", key):
+            if m[2] in qkv:
+                parts.setdefault((m[1], m[3]), {})[qkv.index(m[2])] = v
+                continue
+        for pattern, repl in names:
+            key = re.sub(pattern, repl, key)
+        out[key] = v
+    for (block, what), got in parts.items():
+        prefix = f"blocks.{block}.attn."
+        if what == "weight" or len(got) == 3:
+            out[f"{prefix}qkv.{what}"] = torch.cat([got[i] for i in range(3)]) if len(got) == 3 else None
+        else:  # no key bias: EVA's separate query and value biases
+            out.update({f"{prefix}q_bias": got[0], f"{prefix}v_bias": got[2]} if 0 in got and 2 in got else
+                       {f"{prefix}{qkv[i]}.bias": got[i] for i in got})
+    return {k: v for k, v in out.items() if v is not None}
+
+
+_HF_DINOV2 = [(r"^embeddings\.cls_token", "cls_token"), (r"^embeddings\.register_tokens", "reg_token"),
+              (r"^embeddings\.position_embeddings", "pos_embed"),
+              (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+              (r"^encoder\.layer\.(\d+)\.", r"blocks.\1."), (r"attention\.output\.dense\.", "attn.proj."),
+              (r"layer_scale(\d)\.lambda1", r"ls\1.gamma"), (r"mlp\.weights_in\.", "mlp.fc1."),
+              (r"mlp\.weights_out\.", "mlp.fc2."), (r"^layernorm\.", "norm.")]
+_HF_DINOV3 = [(r"^embeddings\.cls_token", "cls_token"), (r"^embeddings\.register_tokens", "reg_token"),
+              (r"^embeddings\.patch_embeddings\.", "patch_embed.proj."), (r"^layer\.(\d+)\.", r"blocks.\1."),
+              (r"attention\.o_proj\.", "attn.proj."), (r"layer_scale(\d)\.lambda1", r"gamma_\1"),
+              (r"mlp\.up_proj\.", "mlp.fc1."), (r"mlp\.down_proj\.", "mlp.fc2."), (r"^norm\.", "norm.")]
+
+
+def from_hf_dinov2(state: dict) -> dict:
+    """transformers' Dinov2Model / Dinov2WithRegistersModel names -> timm's VisionTransformer."""
+    return _hf_vit(state, _HF_DINOV2, ("query", "key", "value"))
+
+
+def from_hf_dinov3(state: dict) -> dict:
+    """transformers' DINOv3ViTModel names -> timm's EVA (`vit_*_dinov3`, `*_qkvb` where the file has biases)."""
+    return _hf_vit(state, _HF_DINOV3, ("q_proj", "k_proj", "v_proj"))
+
+
 @dataclass(frozen=True)
 class WeightFormat:
     """detect: does a state dict (unwrapped) have this format's keys; convert: its keys renamed to ours."""
@@ -139,6 +194,16 @@ WEIGHT_FORMATS.register("hf-segformer-mit")(WeightFormat(
     lambda s: any(k.startswith(("segformer.encoder.", "encoder.patch_embeddings.")) for k in s), from_hf_segformer))
 WEIGHT_FORMATS.register("hf5-segformer-mit")(WeightFormat(
     lambda s: any(k.startswith(("segformer.stages.", "stages.0.patch_embeddings.")) for k in s), from_hf5_segformer))
+WEIGHT_FORMATS.register("hf-dinov2")(WeightFormat(
+    lambda s: "embeddings.patch_embeddings.projection.weight" in s, from_hf_dinov2))
+WEIGHT_FORMATS.register("hf-dinov3")(WeightFormat(
+    lambda s: "embeddings.patch_embeddings.weight" in s and "layer.0.norm1.weight" in s, from_hf_dinov3))
+# timm's own ViT / EVA files and Meta's original DINOv2 / DINOv3 / EVA releases: the timm backbone's fit_weights
+# (timm's converter for the architecture) renames the Meta keys
+WEIGHT_FORMATS.register("timm-or-meta-vit")(WeightFormat(lambda s: "patch_embed.proj.weight" in s))
+# a timm backbone's own state dict, as a run or a user saved it (`backbone.state_dict()`)
+WEIGHT_FORMATS.register("vdatrain-timm-backbone")(WeightFormat(
+    lambda s: any(k.startswith(("model.patch_embed.", "pyramid.")) for k in s)))
 
 
 def detect_format(state: dict) -> str:
@@ -236,11 +301,16 @@ def load_backbone(backbone: torch.nn.Module, path) -> str:
     fmt = detect_format(state)
     state = WEIGHT_FORMATS[fmt].convert(state) if fmt in WEIGHT_FORMATS else state
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES) and "num_batches_tracked" not in k}
+    try:
+        state = backbone.fit_weights(state)
+    except WeightsError as e:
+        raise WeightsError(f"{path} ({fmt} keys): {e}") from None
     own = backbone.state_dict()
     if fmt == "torchvision-resnet" and any(k.startswith("stem.") for k in own):
         raise WeightsError(f"{path}: a torchvision ResNet (7x7 stem) does not fit {type(backbone).__name__}'s deep "
                            f"(v1c) stem: use model.name deeplabv2_r101_tv for these weights, or bring ResNet-v1c "
                            f"weights (mmcv resnet101_v1c, timm resnet101c)")
-    check_keys(state, own, f"{path} ({fmt} keys) does not fit {type(backbone).__name__}")
+    check_keys(state, own, f"{path} ({fmt} keys) does not fit {backbone.name or type(backbone).__name__}",
+               may_lack=backbone.fresh_prefixes)
     backbone.load_state_dict(state, strict=False)  # num_batches_tracked counters are not weights
     return fmt

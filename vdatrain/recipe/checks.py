@@ -8,6 +8,7 @@ flows the recipe reads, and every weight file exists.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from vdatrain.recipe.schema import Recipe, RecipeError
@@ -61,15 +62,53 @@ def video_checks(r: Recipe) -> None:
                           "the second frame with the same mask)")
 
 
+@lru_cache(maxsize=32)
+def _geometry(name: str, backbone: str) -> tuple[int, int]:
+    """(output stride, size divisibility) of the single-frame model `name` (with the timm backbone given as its
+    spec's repr), read from its declaration: built on the meta device, so no memory and no initialisation."""
+    import torch
+
+    from vdatrain.models import build_model
+    from vdatrain.recipe.schema import BackboneSpec  # noqa: F401  (the repr's constructor)
+
+    spec = eval(backbone, {"BackboneSpec": BackboneSpec}) if backbone != "None" else None  # our own repr
+    try:
+        with torch.device("meta"):
+            model = build_model(name, backbone=spec)
+    except ValueError as e:
+        raise RecipeError(str(e)) from None
+    return model.output_stride, model.backbone.size_divisibility
+
+
 def model_checks(r: Recipe) -> None:
-    """HRDA's detail box fits inside every crop and evaluation window (the schema checked the model's name)."""
-    if r.model.hrda is None:
-        return
-    detail = r.model.hrda.detail_crop
-    for key, size in (("source.crop", r.source.crop), ("target.crop", r.target and r.target.crop),
-                      ("eval.window", r.eval.window)):
-        if size and (detail[0] > size[0] or detail[1] > size[1]):
-            raise RecipeError(f"model.hrda.detail_crop: {list(detail)} does not fit inside {key} {list(size)}")
+    """HRDA's detail box fits inside every crop and evaluation window and lies on the model's output stride;
+    every crop, window and detail box is a multiple of what the backbone declares it can take (the schema
+    checked the model's name)."""
+    m = r.model
+    stride, divisible = _geometry(m.name, repr(m.backbone))
+    sizes = [("source.crop", r.source.crop), ("target.crop", r.target and r.target.crop),
+             ("eval.window", r.eval.window)]
+    if m.hrda is not None:
+        detail = m.hrda.detail_crop
+        for key, size in sizes:
+            if size and (detail[0] > size[0] or detail[1] > size[1]):
+                raise RecipeError(f"model.hrda.detail_crop: {list(detail)} does not fit inside {key} {list(size)}")
+        # the detail logits are placed at box / stride: off the stride they would land beside their pixels
+        if m.hrda.box_grid % stride:
+            raise RecipeError(f"model.hrda.box_grid: {m.hrda.box_grid} is not a multiple of the model's output "
+                              f"stride {stride}: the detail logits would be misplaced")
+        if detail[0] % stride or detail[1] % stride:
+            raise RecipeError(f"model.hrda.detail_crop: {list(detail)} is not a multiple of the model's output "
+                              f"stride {stride}")
+        scale = m.hrda.context_scale
+        sizes += [("model.hrda.detail_crop", detail)] + [
+            (f"{key} x model.hrda.context_scale", (round(size[0] * scale), round(size[1] * scale)))
+            for key, size in sizes[:2] if size]
+    if divisible > 1:
+        for key, size in sizes:
+            if size and (size[0] % divisible or size[1] % divisible):
+                raise RecipeError(f"{key}: {list(size)} is not a multiple of {divisible}, which the backbone "
+                                  f"{m.backbone.timm if m.backbone else m.name} needs")
 
 
 STORE_DATASETS = ("viper", "synthia-seq", "cityscapes-seq", "bddvid")  # what flowprep writes

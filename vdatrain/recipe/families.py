@@ -45,10 +45,16 @@ def shift_of(recipe: Recipe) -> str:
     return f"{name(recipe.source.store)} -> {name(recipe.eval.store)}"
 
 
+def architecture(recipe: Recipe) -> str:
+    """The model's name, with the timm model of a timm backbone (`daformer_timm:vit_large_patch16_dinov3`)."""
+    m = recipe.model
+    return f"{m.name}:{m.backbone.timm}" if m.backbone else m.name
+
+
 def cover_items(recipe: Recipe) -> set[tuple[str, str]]:
     """What checking `recipe` exercises: (architecture, part) for each part (a refinement as its strategy and
     its direction) and (architecture, "shift <geometry>")."""
-    arch = recipe.model.name
+    arch = architecture(recipe)
     items = {(arch, f"shift {shift_of(recipe)}")}
     for part in parts_of(recipe):
         if part.startswith("refine:"):
@@ -82,7 +88,7 @@ def family_set(recipes: list[Recipe]) -> list[str]:
     so far, then one more for each (architecture, shift geometry) still missing."""
     groups: dict[tuple, list[Recipe]] = {}
     for r in recipes:
-        groups.setdefault((r.model.name, parts_of(r)), []).append(r)
+        groups.setdefault((architecture(r), parts_of(r)), []).append(r)
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1]))
     used: dict[tuple[str, str], int] = {}
     names: list[str] = []

@@ -75,6 +75,28 @@ class ACCELSpec:
 
 
 @dataclass
+class BackboneSpec:
+    """A timm model as the backbone of `model.name: daformer_timm` (`vdatrain/models/timm_backbone.py`)."""
+    timm: str  # any timm model name, e.g. vit_large_patch16_dinov3, vit_base_patch14_reg4_dinov2, convnext_base
+    pyramid: Literal["simple", "none"] = "simple"  # plain ViTs: maps at p/4..2p from four blocks, or one at p
+    blocks: Optional[list[NonNegInt]] = None  # plain ViTs: the blocks that feed the levels (default: 4 evenly spaced)
+    drop_path: Fraction = 0.1  # stochastic depth rate of the last block (timm's drop_path_rate)
+    patch_size: Optional[PosInt] = None  # rebuild the patch embedding at this size (DINOv2's 14 -> 16)
+    # the grid the position embedding is kept at (pixels; timm's default: the pretraining size); it is
+    # interpolated to every input's grid, so this only decides where a file's embedding is resampled on loading
+    img_size: Optional[PosInt] = None
+    # plain ViTs' architecture, changed (narrow check networks, tests, a small model of a family)
+    embed_dim: Optional[PosInt] = None
+    depth: Optional[PosInt] = None
+    num_heads: Optional[PosInt] = None
+
+    def narrow(self) -> "BackboneSpec":
+        """The same architecture at a fraction of its width and depth, for `vdatrain check --narrow`."""
+        return BackboneSpec(**{**self.__dict__, "embed_dim": 32, "depth": 2, "num_heads": 2, "blocks": None,
+                               "drop_path": self.drop_path})
+
+
+@dataclass
 class ModelSpec:
     name: ModelName = "deeplabv2_r101"  # vdatrain.models.MODELS
     num_classes: PosInt = 19
@@ -83,6 +105,7 @@ class ModelSpec:
     hrda: Optional[HRDASpec] = None
     accel: Optional[ACCELSpec] = None
     checkpointing: bool = False  # activation checkpointing of the backbone stages: less memory, same results
+    backbone: Optional[BackboneSpec] = None  # the timm model of daformer_timm
 
 
 @dataclass
@@ -199,6 +222,9 @@ class OptimSpec:
     warmup_iters: NonNegInt = 1500
     warmup_ratio: OpenFraction = 1e-6  # mmseg's: the warm-up starts at this fraction of each group's rate
     grad_clip: Optional[PosFloat] = None
+    # layer-wise learning-rate decay of the backbone: layer l of L takes lr * layer_decay ** (L - l) (BEiT's rule;
+    # ViTs: l = 0 embeddings, 1..depth blocks; ResNet and MiT: their stem and 4 stages); 1: off (the paper's)
+    layer_decay: OpenFraction = 1.0
 
 
 @dataclass

@@ -3,6 +3,7 @@
 import torch
 import torch.nn as nn
 
+from vdatrain.models.backbone import Backbone, Level
 from vdatrain.adapt.feature_distance import FeatureDistance, downscale_label, thing_mask
 from vdatrain.recipe import FDSpec
 
@@ -18,17 +19,28 @@ def test_majority_downscaling_of_a_known_label():
     assert thing_mask(label, (2, 2), [6, 7, 11, 13], 0.75, 19).tolist() == [[[True, False], [False, False]]]
 
 
+class Conv(Backbone):
+    levels = (Level(4, 2),)
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 2, 2, bias=False)
+
+    def forward(self, x):
+        return [self.conv(x)]
+
+
 class Model(nn.Module):
     def __init__(self):
         super().__init__()
-        self.backbone = nn.Conv2d(3, 4, 2, 2, bias=False)
+        self.backbone = Conv()
 
 
 def test_loss_is_the_weighted_mean_distance_over_thing_cells_and_zero_without_them():
     model = Model()
     fd = FeatureDistance(model, FDSpec(weight=0.5, classes=[13]))
     image = torch.randn(1, 3, 4, 4)
-    imnet = model.backbone(image).detach()
+    imnet = model.backbone(image)[-1].detach()
     student = imnet.clone()
     student[0, :, 0, 0] += torch.tensor([3.0, 4.0, 0.0, 0.0])  # distance 5 in the car cell
     student[0, :, 1, 1] += 100.0  # far off, but not a thing cell
@@ -52,7 +64,7 @@ def test_under_bf16_the_frozen_backbone_runs_in_bf16_within_a_stated_tolerance_o
     model = build_model("deeplabv2_check", 19)
     fd = FeatureDistance(model, FDSpec(classes=[13]))
     image = torch.randn(2, 3, 64, 64)
-    student = model.backbone(image).detach() + 0.1 * torch.randn(2, model.backbone.out_channels, 8, 8)
+    student = model.backbone(image)[-1].detach() + 0.1 * torch.randn(2, model.backbone.channels[-1], 8, 8)
     label = torch.full((2, 64, 64), 13, dtype=torch.long)
     fp32 = fd.loss(student, image, label)
     bf16 = fd.loss(student, image, label, partial(torch.autocast, "cpu", dtype=torch.bfloat16))

@@ -82,6 +82,20 @@ def test_missing_stores_and_weights_are_errors_naming_the_key(tmp_path):
     ("adapt={mix: cutmix}", "adapt.mix: 'cutmix' is not a registered mix strategy (choose from none, classmix)"),
     ("train.iters=[1,", "--set train.iters: '[1,' is not a YAML value"),
     ("model.hrda={detail_crop: [128, 32]}", "model.hrda.detail_crop: [128, 32] does not fit inside source.crop [64, 64]"),
+    ("model.hrda={detail_crop: [32, 32], box_grid: 12}",
+     "model.hrda.box_grid: 12 is not a multiple of the model's output stride 8: the detail logits would be misplaced"),
+    ("model.hrda={detail_crop: [36, 36], box_grid: 8}",
+     "model.hrda.detail_crop: [36, 36] is not a multiple of the model's output stride 8"),
+    # a single-scale ViT: logits at its patch stride 16, so the paper's 8-pixel box grid would misplace them
+    ("model={name: daformer_timm, backbone: {timm: vit_small_patch16_dinov3, pyramid: none, depth: 1}, "
+     "hrda: {detail_crop: [32, 32]}}",
+     "model.hrda.box_grid: 8 is not a multiple of the model's output stride 16"),
+    # a hierarchical timm model does not pad: crops are multiples of its largest reduction
+    ("model={name: daformer_timm, backbone: {timm: convnext_atto}, hrda: {detail_crop: [48, 48]}}",
+     "model.hrda.detail_crop: [48, 48] is not a multiple of 32, which the backbone convnext_atto needs"),
+    ("model={name: daformer_timm}", "model.backbone: daformer_timm needs one"),
+    ("model.backbone={timm: vit_small_patch16_dinov3}", "model.backbone: only the timm family"),
+    ("model={name: daformer_timm, backbone: {timm: no_such_vit}}", "model.backbone.timm: Unknown model (no_such_vit)"),
 ])
 def test_values_out_of_range_are_one_line_errors_before_anything_is_written(tmp_path, override, message):
     from click.testing import CliRunner
@@ -221,7 +235,7 @@ def test_video_paper_recipes_add_exactly_their_video_parts_to_the_image_recipe()
         assert tps.model.accel.source_pair == (None if pair == "bwd_1" else "bwd_1")
         for custom in ("vdisc", "accel-cmix", "vdisc-accel-cmix", "vdisc-accel-cmix-consistency", "pl-consistency-bwd"):
             assert f"dlv2-hrda-{custom}-{shift}" in shipped
-    studies = [n for n in shipped if "-pl-" in n and n.endswith("-cs")]
+    studies = [n for n in shipped if "-pl-" in n and n.endswith("-cs") and n.startswith(("dlv2", "segformer"))]
     assert len(studies) == 2 * 2 * 4 * 2 * 2  # architecture x MIC x strategy x direction x source
     for name in [*studies, *(n for n in shipped if n.startswith("dlv2-hrda-") and n.endswith("bdd"))]:
         r = load_recipe(name)
