@@ -60,6 +60,9 @@ demo: $(STAMP)
 	$(VT) eval $(VIDEO) --set data_root=$(DEMO)/stores --set model.init=$(DEMO)/runs/demo/checkpoint.pt \
 	    --ckpt $(DEMO)/runs/$(VIDEO)/checkpoint.pt --out $(DEMO)/runs/$(VIDEO)/eval
 	$(VT) report $(DEMO)/runs/demo $(DEMO)/runs/demo-hrda-mic $(DEMO)/runs/$(VIDEO) --out $(DEMO)/report
+	$(VT) predict demo-hrda-mic --set data_root=$(DEMO)/stores --ckpt $(DEMO)/runs/demo-hrda-mic/checkpoint.pt \
+	    $$(ls $(DEMO)/raw/bdd100k/videos/val/*.mov | head -1) --out $(DEMO)/predict
+	@echo "overlay video of the adapted model on a synthetic BDD100K video: $$(ls $(DEMO)/predict/*/overlay.mp4)"
 
 # Paper recipes at their real geometry, on the CPU: the full-resolution replicas (2048x1024 Cityscapes-Seq,
 # 1920x1080 VIPER, 1280x760 Synthia-Seq, 1280x720 BDD10k + BDD100K videos; paper-replica), ingested with the

@@ -7,10 +7,10 @@ training step's seconds and peak memory.
 Evaluation: one 2048x1024 image predicted as the recipes do (1024x1024 windows at stride 512; HRDA models with
 their 512x512 detail windows at stride 256 inside each), with random weights; FLOPs from torch's flop counter
 (counted on the meta device: no arithmetic, so they are exact and free on any machine), seconds measured
-(`--images` images after one warm-up image), every model in this one run.
+(`--images` images, on a GPU after one warm-up image), every model in this one run.
 `--train`: one training forward and backward at `--crop` (HRDA: context half size plus one detail box) per
 setting: fp32 and bf16 autocast, activation checkpointing off and on; seconds and peak memory (CUDA's peak
-allocation, or the growth of this process's peak resident memory on a CPU).
+allocation, or on a CPU the growth of the peak resident memory of a process that runs that step alone).
 
 Models: dlv2 (DeepLabV2-R101, HRDA), mitb5 (MiT-B5 + DAFormer, HRDA), vitl-hrda (DINOv3 ViT-L/16 + simple
 pyramid + DAFormer, HRDA), vitl (the same ViT-L/16 single-scale: one map at stride 16, no HRDA).
@@ -62,7 +62,8 @@ def peak_rss_gib() -> float:
 def seconds_per_image(model, device, images: int) -> float:
     x = torch.randn(1, 3, *IMAGE, device=device)
     with torch.no_grad():
-        model.predict(x, window=WINDOW, stride=STRIDE)  # warm-up (cuDNN's search, allocator)
+        if device.type == "cuda":  # warm-up: cuDNN's search, the allocator (a CPU has neither)
+            model.predict(x, window=WINDOW, stride=STRIDE)
         sync(device)
         tic = time.perf_counter()
         for _ in range(images):
@@ -77,6 +78,8 @@ def sync(device) -> None:
 
 
 def train_step(make, device, crop: int, bf16: bool, checkpointing: bool) -> tuple[float, float]:
+    """Seconds and peak GiB of one forward and backward. On a CPU the peak is the resident set's growth, so each
+    step runs in a process of its own (`train_step_in_process`)."""
     model = make(checkpointing).to(device).train()
     x = torch.randn(2, 3, crop, crop, device=device)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -96,6 +99,16 @@ def train_step(make, device, crop: int, bf16: bool, checkpointing: bool) -> tupl
     return seconds, peak
 
 
+def train_step_in_process(name: str, crop: int, bf16: bool, checkpointing: bool) -> tuple[float, float]:
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--one-step", f"{name},{crop},{int(bf16)},{int(checkpointing)}"],
+                         capture_output=True, text=True, check=True).stdout
+    seconds, peak = json.loads(out.strip().splitlines()[-1])
+    return seconds, peak
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
@@ -105,7 +118,13 @@ def main() -> None:
     ap.add_argument("--train", action="store_true", help="also one training step per precision and checkpointing")
     ap.add_argument("--crop", type=int, default=1024, help="training crop (pixels)")
     ap.add_argument("--out", type=Path, help="also write the tables to this Markdown file")
+    ap.add_argument("--one-step", help=argparse.SUPPRESS)  # MODEL,CROP,BF16,CKPT: one CPU step, JSON out
     a = ap.parse_args()
+    if a.one_step:
+        name, crop, bf16, ck = a.one_step.split(",")
+        torch.manual_seed(0)
+        print(list(train_step(MODELS[name][1], torch.device("cpu"), int(crop), bf16 == "1", ck == "1")))
+        return
     names = a.models.split(",")
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -135,7 +154,8 @@ def main() -> None:
             title, make = MODELS[n]
             for bf16 in (False, True):
                 for ck in (False, True):
-                    s, peak = train_step(make, device, a.crop, bf16, ck)
+                    s, peak = (train_step(make, device, a.crop, bf16, ck) if device.type == "cuda" else
+                               train_step_in_process(n, a.crop, bf16, ck))
                     lines.append(f"| {title} | {'bf16' if bf16 else 'fp32'} | {'on' if ck else 'off'} | {s:.1f} | "
                                  f"{peak:.1f} |")
                     print(lines[-1], flush=True)

@@ -21,6 +21,7 @@
 # 6. Backbones side by side (bench/backbones.py): DeepLabV2-R101, MiT-B5, DINOv3 ViT-L/16 with HRDA and
 #    ViT-L/16 single-scale at 2048x1024: parameters, FLOPs, s/image; one training step at 1024 crops, fp32 and
 #    bf16, activation checkpointing off and on: s/step, peak GiB.
+# 7. `vdatrain predict` against the model's forward alone at 1280x720 and 2048x1024 (bench/predict.py).
 #
 # --cpu-smoke: the same steps on the CPU at tiny sizes (tiny replicas, the narrow check networks at crop 64,
 # FlowFormer at 76x112, 1 iteration; DDP with 2 gloo processes), so the script cannot rot before a GPU is lent
@@ -143,6 +144,18 @@ log "backbones side by side"
         $PY bench/backbones.py --images 3 --train
     fi
 } >>"$REPORT" 2>"$OUT/backbones.log" || echo "backbones bench failed: see backbones.log" >>"$REPORT"
+
+log "predict against the forward alone"
+{
+    echo
+    echo "## vdatrain predict against the forward alone"
+    echo
+    if [ $SMOKE = 1 ]; then
+        $PY bench/predict.py --sizes 1280x720 --frames 2 --model deeplabv2_check --workdir "$OUT/predict"
+    else
+        $PY bench/predict.py --frames 30 --workdir "$OUT/predict"
+    fi
+} >>"$REPORT" 2>"$OUT/predict.log" || echo "predict bench failed: see predict.log" >>"$REPORT"
 
 {
     echo

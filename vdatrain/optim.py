@@ -84,7 +84,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, head_lr_mult:
     no_decay = _no_decay(model, norm_weight_decay)
     no_decay |= {id(p) for name, p in backbone.named_parameters() if name in backbone.no_weight_decay()}
     depth = {id(p): backbone.layer_id(name) for name, p in backbone.named_parameters()} if layer_decay < 1 else {}
-    base = {id(p) for m in (backbone, *getattr(model, "backbone_rate", ())) for p in m.parameters()}
+    base = {id(p) for m in (backbone, *model.backbone_rate) for p in m.parameters()}
     layers = backbone.num_layers
     groups: dict[tuple, list] = {}
     for p in model.parameters():

@@ -25,3 +25,4 @@ def test_gpu_acceptance_script_runs_on_the_cpu_and_writes_its_tables(tmp_path):
     assert "deeplabv2_check" in report and "daformer_check" in report and "daformer_timm_check" in report
     assert "## Backbones at the paper's evaluation geometry" in report and "backbones bench failed" not in report
     assert "| DINOv3 ViT-L/16 single-scale | 306.0 |" in report  # parameters counted at the paper's geometry
+    assert "| 1280x720 | deeplabv2_check HRDA" in report and "predict bench failed" not in report

@@ -7,7 +7,7 @@ check failed; 2 bad arguments, recipe or input. Either failure is one line namin
 from __future__ import annotations
 
 from vdatrain.cli.group import cli
-from vdatrain.cli import check, runs, train  # noqa: F401  (each adds its commands to the group)
+from vdatrain.cli import check, predict, runs, train  # noqa: F401  (each adds its commands to the group)
 
 __all__ = ["cli", "main"]
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vdatrain.models.contract import Partner, SegOutput
+from vdatrain.models.contract import Partner, SegOutput, Segmenter
 from vdatrain.models.warp import warp
 
 
@@ -39,7 +39,7 @@ def _up(x: torch.Tensor, size) -> torch.Tensor:
     return x if x.shape[-2:] == tuple(size) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-class ACCEL(nn.Module):
+class ACCEL(Segmenter):
     def __init__(self, model: nn.Module, num_classes: int = 19, pair: str = "bwd_1", fusion_lr: str = "backbone"):
         super().__init__()
         self.model = model
@@ -63,7 +63,7 @@ class ACCEL(nn.Module):
 
     @property
     def output_stride(self) -> int:
-        return getattr(self.model, "output_stride", 1)
+        return self.model.output_stride
 
     def fuse(self, logits_t: torch.Tensor, logits_k: torch.Tensor, flow: torch.Tensor,
              valid: torch.Tensor | None) -> torch.Tensor:

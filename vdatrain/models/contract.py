@@ -67,11 +67,13 @@ class Partner:
 
 
 class Segmenter(nn.Module):
-    """Base of single-frame models: `predict` from `forward`, no partner frame. Subclasses set `backbone`, `head`,
-    `output_stride` and define `forward(x, partner=None) -> SegOutput`."""
+    """Base of every model (single-frame ones, HRDA around them, ACCEL around either): `predict` from `forward`.
+    Subclasses set `backbone` (a `vdatrain.models.backbone.Backbone`), `head`, `output_stride`, `num_classes` and
+    define `forward(x, partner=None) -> SegOutput`; a two-frame model sets `pair` and overrides `predict`."""
 
     pair: str | None = None  # a single-frame model reads no flow
     output_stride: int = 1
+    backbone_rate: tuple = ()  # modules outside the backbone trained at the backbone's rate (ACCEL's fusion)
 
     def predict(self, x: torch.Tensor, window=None, stride=None, partner: Partner | None = None,
                 batch: int = 1) -> torch.Tensor:
