@@ -133,29 +133,22 @@ log "crops on the device"
     fi
 } >>"$REPORT" 2>"$OUT/pipeline.log" || echo "pipeline bench failed: see pipeline.log" >>"$REPORT"
 
-log "backbones side by side"
-{
-    echo
-    echo "## Backbones at the paper's evaluation geometry"
-    echo
-    if [ $SMOKE = 1 ]; then
-        $PY bench/backbones.py --models vitl --no-time
-    else
-        $PY bench/backbones.py --images 3 --train
-    fi
-} >>"$REPORT" 2>"$OUT/backbones.log" || echo "backbones bench failed: see backbones.log" >>"$REPORT"
-
-log "predict against the forward alone"
-{
-    echo
-    echo "## vdatrain predict against the forward alone"
-    echo
-    if [ $SMOKE = 1 ]; then
-        $PY bench/predict.py --sizes 1280x720 --frames 2 --model deeplabv2_check --workdir "$OUT/predict"
-    else
-        $PY bench/predict.py --frames 30 --workdir "$OUT/predict"
-    fi
-} >>"$REPORT" 2>"$OUT/predict.log" || echo "predict bench failed: see predict.log" >>"$REPORT"
+# bench_section NAME TITLE ARGS...: one benchmark's table appended to the report under TITLE (its stderr in
+# NAME.log); a failure is said in the report and the other sections still run
+bench_section() {
+    local name=$1 title=$2; shift 2
+    log "$title"
+    { printf '\n## %s\n\n' "$title"; $PY "bench/$name.py" "$@"; } >>"$REPORT" 2>"$OUT/$name.log" \
+        || echo "$name bench failed: see $name.log" >>"$REPORT"
+}
+if [ $SMOKE = 1 ]; then
+    bench_section backbones "Backbones at the paper's evaluation geometry" --models vitl --no-time
+    bench_section predict "vdatrain predict against the forward alone" --sizes 1280x720 --frames 2 \
+        --model deeplabv2_check --workdir "$OUT/predict"
+else
+    bench_section backbones "Backbones at the paper's evaluation geometry" --images 3 --train
+    bench_section predict "vdatrain predict against the forward alone" --frames 30 --workdir "$OUT/predict"
+fi
 
 {
     echo

@@ -8,6 +8,8 @@ flows the recipe reads, and every weight file exists.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,15 +65,16 @@ def video_checks(r: Recipe) -> None:
 
 
 @lru_cache(maxsize=32)
-def _geometry(name: str, backbone: str) -> tuple[int, int]:
+def _geometry(name: str, backbone: str | None) -> tuple[int, int]:
     """(output stride, size divisibility) of the single-frame model `name` (with the timm backbone given as its
-    spec's repr), read from its declaration: built on the meta device, so no memory and no initialisation."""
+    spec's fields in JSON), read from its declaration: built on the meta device, so no memory and no
+    initialisation."""
     import torch
 
     from vdatrain.models import build_model
-    from vdatrain.recipe.schema import BackboneSpec  # noqa: F401  (the repr's constructor)
+    from vdatrain.recipe.schema import BackboneSpec
 
-    spec = eval(backbone, {"BackboneSpec": BackboneSpec}) if backbone != "None" else None  # our own repr
+    spec = BackboneSpec(**json.loads(backbone)) if backbone else None
     try:
         with torch.device("meta"):
             model = build_model(name, backbone=spec)
@@ -85,7 +88,7 @@ def model_checks(r: Recipe) -> None:
     every crop, window and detail box is a multiple of what the backbone declares it can take (the schema
     checked the model's name)."""
     m = r.model
-    stride, divisible = _geometry(m.name, repr(m.backbone))
+    stride, divisible = _geometry(m.name, json.dumps(asdict(m.backbone)) if m.backbone else None)
     sizes = [("source.crop", r.source.crop), ("target.crop", r.target and r.target.crop),
              ("eval.window", r.eval.window)]
     if m.hrda is not None:

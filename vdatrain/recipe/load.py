@@ -148,7 +148,13 @@ RecipeLoader.add_implicit_resolver(
 
 
 def parse_yaml(text: str):
-    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 - a SafeLoader (no Python objects)
+    """One YAML document through `RecipeLoader`, a SafeLoader: plain data only, a tag naming a Python object is
+    an error (what `yaml.safe_load` does, with the recipe's number rule and alias limit)."""
+    loader = RecipeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _read_yaml(path: Path) -> dict:

@@ -333,3 +333,11 @@ def test_hostile_recipe_files_are_refused_in_one_line_within_seconds(tmp_path):
         (tmp_path / f"c{k}.yaml").write_text(f"base: c{k + 1}\n" if k < 39 else "name: end\n")
     with pytest.raises(RecipeError, match="a chain of more than 32 recipes"):
         load_recipe(tmp_path / "c0.yaml")
+
+
+def test_a_yaml_tag_naming_python_code_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    path = _write(tmp_path, GOOD + f'extra: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(RecipeError, match="recipe.yaml"):
+        load_recipe(path)
+    assert not marker.exists()
